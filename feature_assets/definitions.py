@@ -1,0 +1,23 @@
+"""The code location, loaded by `dagster dev` (workspace.yaml) and `dagster ... -m`."""
+
+from __future__ import annotations
+
+from dagster import AssetSelection, Definitions, define_asset_job
+
+from feature_assets.assets.features import race_features
+from feature_assets.assets.raw import raw_snapshot
+from feature_assets.partitions import daily_partitions
+from feature_assets.resources import build_resources
+
+race_features_job = define_asset_job(
+    "race_features_job",
+    selection=AssetSelection.assets(raw_snapshot, race_features),
+    partitions_def=daily_partitions,
+    description="Snapshot the source and compute the features for the selected days.",
+)
+
+defs = Definitions(
+    assets=[raw_snapshot, race_features],
+    jobs=[race_features_job],
+    resources=build_resources(),
+)

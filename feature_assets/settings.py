@@ -1,0 +1,59 @@
+"""Every environment variable the code location reads, with its default, in one place.
+
+- FEATURE_ASSETS_START_DATE: first daily partition, YYYY-MM-DD (Asia/Tokyo); 2024-01-01.
+- FEATURE_ASSETS_SOURCE_URL: `mysql://user:password@host:port/db` or `sqlite:///path`;
+  default the demo SQLite file `<repo>/dagster_home/data/demo.sqlite`.
+- FEATURE_ASSETS_STORAGE_URL: where Parquet goes, a path, `file://` URL or
+  `gs://bucket/prefix`; default `<repo>/dagster_home/data/parquet`.
+- FEATURE_ASSETS_DAYS_PER_RUN: days per run when a backfill is split into runs; default
+  unset, one run for the whole range (see `days_per_run`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LOCAL_DATA_DIR = REPO_ROOT / "dagster_home" / "data"
+DEFAULT_START_DATE = "2024-01-01"
+DEMO_SQLITE_PATH = LOCAL_DATA_DIR / "demo.sqlite"
+
+
+def start_date() -> str:
+    value = os.environ.get("FEATURE_ASSETS_START_DATE", DEFAULT_START_DATE)
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError as err:
+        raise ValueError(
+            f"FEATURE_ASSETS_START_DATE must be a date like 2024-01-01, got {value!r}"
+        ) from err
+    return value
+
+
+def source_url_is_set() -> bool:
+    return bool(os.environ.get("FEATURE_ASSETS_SOURCE_URL"))
+
+
+def default_source_url() -> str:
+    return f"sqlite:///{DEMO_SQLITE_PATH}"
+
+
+def storage_url() -> str:
+    return os.environ.get("FEATURE_ASSETS_STORAGE_URL") or str(LOCAL_DATA_DIR / "parquet")
+
+
+def days_per_run() -> int | None:
+    """Days per run of a split backfill; None means one run for the whole range.
+
+    The default is one run: the source is read once, Dagster's per-run start-up is paid
+    once, and `dagster asset materialize --partition-range` (which only accepts single-run
+    assets) works. Set it on a cluster where many runs should work in parallel.
+    """
+    value = os.environ.get("FEATURE_ASSETS_DAYS_PER_RUN", "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"FEATURE_ASSETS_DAYS_PER_RUN must be a positive integer, got {value!r}")
+    return int(value)

@@ -1,0 +1,179 @@
+"""Daily Parquet storage in the contract's hive layout, and the Dagster IO manager over it.
+
+`<storage>/<asset>/race_date=YYYY-MM-DD/data.parquet`, one file a day, without the
+`race_date` column (it is the folder name). Works on a local path, a `file://` URL or
+`gs://bucket/prefix` through pyarrow's filesystems.
+
+Writes are atomic: locally a hidden temporary file (pyarrow datasets and DuckDB globs skip
+names starting with '.') is renamed over the day's file; on GCS an object only appears once
+its upload completes. Re-materialising a day replaces it.
+
+Dagster's `UPathIOManager` refuses an output that spans several partitions (dagster issues
+#14332, #21072) and logs an event per loaded partition; this IO manager writes every day of
+a ranged output and reads any number of days as one DataFrame, without per-day events.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from dagster import ConfigurableIOManager, InputContext, OutputContext
+
+PARTITION_COLUMN = "race_date"
+FILE_NAME = "data.parquet"
+HIVE_PARTITIONING = ds.partitioning(pa.schema([(PARTITION_COLUMN, pa.date32())]), flavor="hive")
+WRITE_THREADS = 8  # object stores answer one small upload at a time; overlap them
+
+
+class MissingDaysError(FileNotFoundError):
+    """Upstream days that were never materialised: say which, so they can be backfilled."""
+
+
+class DailyParquetStorage:
+    """One table per asset, one Parquet file per day, under `url`."""
+
+    def __init__(self, url: str):
+        self.url = url
+        if urlsplit(url).scheme in ("", "file"):
+            self.filesystem: pafs.FileSystem = pafs.LocalFileSystem()
+            path = urlsplit(url).path if url.startswith("file:") else url
+            self.root = os.path.abspath(path)
+        else:
+            self.filesystem, self.root = pafs.FileSystem.from_uri(url)
+        self.is_local = isinstance(self.filesystem, pafs.LocalFileSystem)
+
+    def table_path(self, table: str) -> str:
+        return f"{self.root.rstrip('/')}/{table}"
+
+    def day_path(self, table: str, day: str) -> str:
+        return f"{self.table_path(table)}/{PARTITION_COLUMN}={day}/{FILE_NAME}"
+
+    def write_days(self, table: str, frame: pd.DataFrame, days: Sequence[str]) -> None:
+        """Write one file for each of `days` (an empty one for a day without rows).
+
+        Every row's `race_date` must be one of `days`; within a day rows keep their order.
+        """
+        frame = frame.sort_values(PARTITION_COLUMN, kind="stable", ignore_index=True)
+        row_days = frame[PARTITION_COLUMN].dt.strftime("%Y-%m-%d").to_numpy(dtype=str)
+        unexpected = sorted(set(row_days) - set(days))
+        if unexpected:
+            raise ValueError(
+                f"{table}: rows dated {_compact(unexpected)} lie outside the days being"
+                f" written ({_compact(sorted(days))})"
+            )
+        arrow = pa.Table.from_pandas(frame, preserve_index=False).drop_columns([PARTITION_COLUMN])
+        sorted_days = np.array(sorted(days), dtype=str)
+        starts = np.searchsorted(row_days, sorted_days, side="left")
+        ends = np.searchsorted(row_days, sorted_days, side="right")
+        slices = [
+            (day, arrow.slice(start, end - start))
+            for day, start, end in zip(sorted_days, starts, ends, strict=True)
+        ]
+        with ThreadPoolExecutor(WRITE_THREADS) as pool:
+            list(pool.map(lambda item: self._write_file(table, *item), slices))
+
+    def _write_file(self, table: str, day: str, rows: pa.Table) -> None:
+        path = self.day_path(table, day)
+        folder = path.rsplit("/", 1)[0]
+        self.filesystem.create_dir(folder, recursive=True)
+        if not self.is_local:
+            pq.write_table(rows, path, filesystem=self.filesystem)
+            return
+        temporary = f"{folder}/.{FILE_NAME}.{uuid.uuid4().hex}.tmp"
+        try:
+            pq.write_table(rows, temporary, filesystem=self.filesystem)
+            os.replace(temporary, path)  # atomic on POSIX: readers see the old or the new day
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+
+    def read_days(self, table: str, days: Sequence[str]) -> pd.DataFrame:
+        """The rows of `days` as one DataFrame with its `race_date` column, in stored order."""
+        days = sorted(days)
+        paths = [self.day_path(table, day) for day in days]
+        infos = self.filesystem.get_file_info(paths)
+        missing = [day for day, info in zip(days, infos, strict=True) if not info.is_file]
+        if missing:
+            raise MissingDaysError(
+                f"{table} has no data for {len(missing)} day(s): {_compact(missing)};"
+                f" materialise them first (storage {self.url})"
+            )
+        dataset = ds.dataset(
+            paths,
+            filesystem=self.filesystem,
+            format="parquet",
+            partitioning=HIVE_PARTITIONING,
+            partition_base_dir=self.table_path(table),
+        )
+        arrow = dataset.to_table()
+        frame = arrow.to_pandas()
+        frame[PARTITION_COLUMN] = pd.to_datetime(frame[PARTITION_COLUMN]).astype("datetime64[ns]")
+        return frame[_stored_column_order(dataset.schema, frame.columns)]
+
+
+def _stored_column_order(schema: pa.Schema, loaded: pd.Index) -> list[str]:
+    """The column order of the DataFrame that was written, `race_date` included."""
+    pandas_metadata = (schema.metadata or {}).get(b"pandas")
+    if not pandas_metadata:
+        return list(loaded)
+    written = [column["name"] for column in json.loads(pandas_metadata)["columns"]]
+    return [name for name in written if name in loaded]
+
+
+def _compact(days: Sequence[str]) -> str:
+    """'2024-01-01...2024-01-03, 2024-02-10': consecutive days as ranges."""
+    if not days:
+        return "none"
+    stamps = pd.to_datetime(list(days))
+    runs: list[str] = []
+    start = previous = stamps[0]
+    for stamp in list(stamps[1:]) + [None]:
+        if stamp is not None and stamp - previous == pd.Timedelta(days=1):
+            previous = stamp
+            continue
+        first, last = start.strftime("%Y-%m-%d"), previous.strftime("%Y-%m-%d")
+        runs.append(first if first == last else f"{first}...{last}")
+        if stamp is not None:
+            start = previous = stamp
+    return ", ".join(runs)
+
+
+class DailyParquetIOManager(ConfigurableIOManager):
+    """Stores each day of a daily-partitioned asset as hive-style Parquet under `base_url`.
+
+    A ranged run's output is written day by day; an input over many upstream days (such as
+    a 365-day history window) is loaded as one DataFrame.
+    """
+
+    base_url: str
+
+    @property
+    def storage(self) -> DailyParquetStorage:
+        return DailyParquetStorage(self.base_url)
+
+    def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
+        table = "/".join(context.asset_key.path)
+        days = list(context.asset_partition_keys)
+        self.storage.write_days(table, obj, days)
+        context.add_output_metadata(
+            {
+                "storage": self.storage.table_path(table),
+                "days_in_run": len(days),
+                "rows_in_run": len(obj),
+            }
+        )
+
+    def load_input(self, context: InputContext) -> pd.DataFrame:
+        table = "/".join(context.asset_key.path)
+        return self.storage.read_days(table, list(context.asset_partition_keys))
