@@ -1,0 +1,71 @@
+"""Shared fixtures: generated datasets and a real MySQL/MariaDB server.
+
+MySQL tests use FEATURE_ASSETS_TEST_MYSQL_URL (default mysql://root@127.0.0.1:3306), each in
+a database of its own that is dropped afterwards. Without a server they skip, except under
+CI=true, where a missing server fails the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import uuid
+
+import pymysql
+import pytest
+
+from feature_assets import demo
+from feature_assets.source import SourceLocation
+
+DEFAULT_TEST_MYSQL_URL = "mysql://root@127.0.0.1:3306"
+FIRST_DAY = dt.date(2024, 1, 1)
+
+
+@pytest.fixture(scope="session")
+def history_data() -> demo.DemoData:
+    """Fourteen months, two venues a day, with invalid races: NULLs, ties, double races."""
+    return demo.generate(FIRST_DAY, days=430, races_per_day=24, invalid_races=16, seed=11)
+
+
+@pytest.fixture(scope="session")
+def mysql_server() -> SourceLocation:
+    url = os.environ.get("FEATURE_ASSETS_TEST_MYSQL_URL", DEFAULT_TEST_MYSQL_URL)
+    location = SourceLocation.from_url(url.rstrip("/") + "/mysql")
+    try:
+        pymysql.connect(
+            host=location.host, port=location.port, user=location.user,
+            password=location.password, connect_timeout=5,
+        ).close()
+    except pymysql.err.OperationalError as err:
+        reason = f"no MySQL server at {location.host}:{location.port} ({err})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI must run the MySQL tests")
+        pytest.skip(reason)
+    return location
+
+
+def server_connection(location: SourceLocation):
+    return pymysql.connect(
+        host=location.host, port=location.port, user=location.user,
+        password=location.password, autocommit=True,
+    )
+
+
+@pytest.fixture
+def mysql_url(mysql_server: SourceLocation):
+    """URL of a fresh, empty database, dropped after the test."""
+    name = f"fa_test_{uuid.uuid4().hex[:12]}"
+    with contextlib.closing(server_connection(mysql_server)) as conn, conn.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{name}`")
+    credentials = mysql_server.user + (f":{mysql_server.password}" if mysql_server.password else "")
+    yield f"mysql://{credentials}@{mysql_server.host}:{mysql_server.port}/{name}"
+    with contextlib.closing(server_connection(mysql_server)) as conn, conn.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def connections_opened(location: SourceLocation) -> int:
+    """The server's count of connection attempts so far (this call adds one)."""
+    with contextlib.closing(server_connection(location)) as conn, conn.cursor() as cursor:
+        cursor.execute("SHOW GLOBAL STATUS LIKE 'Connections'")
+        return int(cursor.fetchone()[1])
