@@ -2,9 +2,12 @@
 
 - FEATURE_ASSETS_START_DATE: first daily partition, YYYY-MM-DD (Asia/Tokyo); 2024-01-01.
 - FEATURE_ASSETS_SOURCE_URL: `mysql://user:password@host:port/db` or `sqlite:///path`;
-  default the demo SQLite file `<repo>/dagster_home/data/demo.sqlite`.
+  default the demo SQLite file `<local data>/demo.sqlite`.
 - FEATURE_ASSETS_STORAGE_URL: where Parquet goes, a path, `file://` URL or
-  `gs://bucket/prefix`; default `<repo>/dagster_home/data/parquet`.
+  `gs://bucket/prefix`; default `<local data>/parquet`.
+
+`<local data>` is `$DAGSTER_HOME/data`, or `<repo>/dagster_home/data` when DAGSTER_HOME is
+unset: the embedded default keeps all its state beside the local Dagster instance.
 - FEATURE_ASSETS_DAYS_PER_RUN: days per run when a backfill is split into runs; default
   unset, one run for the whole range (see `days_per_run`).
 """
@@ -16,9 +19,16 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LOCAL_DATA_DIR = REPO_ROOT / "dagster_home" / "data"
 DEFAULT_START_DATE = "2024-01-01"
-DEMO_SQLITE_PATH = LOCAL_DATA_DIR / "demo.sqlite"
+
+
+def local_data_dir() -> Path:
+    home = os.environ.get("DAGSTER_HOME") or str(REPO_ROOT / "dagster_home")
+    return Path(home).resolve() / "data"
+
+
+def demo_sqlite_path() -> Path:
+    return local_data_dir() / "demo.sqlite"
 
 
 def start_date() -> str:
@@ -37,11 +47,11 @@ def source_url_is_set() -> bool:
 
 
 def default_source_url() -> str:
-    return f"sqlite:///{DEMO_SQLITE_PATH}"
+    return f"sqlite:///{demo_sqlite_path()}"
 
 
 def storage_url() -> str:
-    return os.environ.get("FEATURE_ASSETS_STORAGE_URL") or str(LOCAL_DATA_DIR / "parquet")
+    return os.environ.get("FEATURE_ASSETS_STORAGE_URL") or str(local_data_dir() / "parquet")
 
 
 def days_per_run() -> int | None:

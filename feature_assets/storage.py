@@ -98,6 +98,16 @@ class DailyParquetStorage:
             if os.path.exists(temporary):
                 os.unlink(temporary)
 
+    def count_rows(self, table: str) -> int:
+        """Rows of every stored day of `table` (from the Parquet footers)."""
+        selector = pafs.FileSelector(self.table_path(table), recursive=True)
+        files = [
+            info.path
+            for info in self.filesystem.get_file_info(selector)
+            if info.is_file and info.base_name == FILE_NAME
+        ]
+        return ds.dataset(files, filesystem=self.filesystem, format="parquet").count_rows()
+
     def read_days(self, table: str, days: Sequence[str]) -> pd.DataFrame:
         """The rows of `days` as one DataFrame with its `race_date` column, in stored order."""
         days = sorted(days)

@@ -45,23 +45,31 @@ def mysql_server() -> SourceLocation:
     return location
 
 
-def server_connection(location: SourceLocation):
+def server_connection(location: SourceLocation, database: str | None = None):
     return pymysql.connect(
         host=location.host, port=location.port, user=location.user,
-        password=location.password, autocommit=True,
+        password=location.password, database=database, autocommit=True,
     )
+
+
+@contextlib.contextmanager
+def fresh_mysql_database(server: SourceLocation):
+    """URL of a new, empty database, dropped on exit."""
+    name = f"fa_test_{uuid.uuid4().hex[:12]}"
+    with contextlib.closing(server_connection(server)) as conn, conn.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{name}`")
+    credentials = server.user + (f":{server.password}" if server.password else "")
+    try:
+        yield f"mysql://{credentials}@{server.host}:{server.port}/{name}"
+    finally:
+        with contextlib.closing(server_connection(server)) as conn, conn.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 
 @pytest.fixture
 def mysql_url(mysql_server: SourceLocation):
-    """URL of a fresh, empty database, dropped after the test."""
-    name = f"fa_test_{uuid.uuid4().hex[:12]}"
-    with contextlib.closing(server_connection(mysql_server)) as conn, conn.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE `{name}`")
-    credentials = mysql_server.user + (f":{mysql_server.password}" if mysql_server.password else "")
-    yield f"mysql://{credentials}@{mysql_server.host}:{mysql_server.port}/{name}"
-    with contextlib.closing(server_connection(mysql_server)) as conn, conn.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    with fresh_mysql_database(mysql_server) as url:
+        yield url
 
 
 def connections_opened(location: SourceLocation) -> int:

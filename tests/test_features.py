@@ -32,9 +32,6 @@ def reference_rows(history_data):
 
 def test_dataset_exercises_the_hard_cases(history_data):
     entries = history_data.entries
-    assert entries[["exhibition_time", "start_timing", "finish_position", "win_odds"]].isna().all(
-        axis=None
-    ) == False  # noqa: E712
     for column in ["exhibition_time", "start_timing", "finish_position", "win_odds", "racer_age"]:
         assert entries[column].isna().any(), column
     assert entries.duplicated(["race_id", "exhibition_time"]).any(), "no exhibition-time ties"

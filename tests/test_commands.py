@@ -1,0 +1,127 @@
+"""The commands a user types, run as a user would: in a subprocess, with the environment."""
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+
+from feature_assets import demo
+from feature_assets.source import SourceLocation
+from tests.conftest import FIRST_DAY, connections_opened, fresh_mysql_database, server_connection
+
+REPO = Path(__file__).resolve().parents[1]
+SELECT = "raw_races,raw_race_entries,race_features"
+
+
+def _environment(tmp_path: Path, **variables: str) -> dict[str, str]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEATURE_ASSETS_")}
+    return {**env, "DAGSTER_HOME": str(home), **variables}
+
+
+@contextlib.contextmanager
+def read_only_user(server: SourceLocation, database: str, password: str):
+    user = f"fa_reader_{uuid.uuid4().hex[:8]}"
+    with contextlib.closing(server_connection(server)) as conn, conn.cursor() as cursor:
+        cursor.execute(f"CREATE USER '{user}'@'%%' IDENTIFIED BY %s", (password,))
+        cursor.execute(f"CREATE USER '{user}'@'localhost' IDENTIFIED BY %s", (password,))
+        for host in ("%", "localhost"):
+            cursor.execute(f"GRANT SELECT ON `{database}`.* TO '{user}'@'{host}'")
+    try:
+        yield user
+    finally:
+        with contextlib.closing(server_connection(server)) as conn, conn.cursor() as cursor:
+            cursor.execute(f"DROP USER '{user}'@'%', '{user}'@'localhost'")
+
+
+def _files_containing(folder: Path, secret: bytes) -> list[str]:
+    return [str(p) for p in folder.rglob("*") if p.is_file() and secret in p.read_bytes()]
+
+
+def test_dagster_asset_materialize_a_range_from_mysql(mysql_server, tmp_path):
+    """The README's ranged command: one connection, every day written, the password nowhere."""
+    password = "Pw-" + uuid.uuid4().hex
+    data = demo.generate(FIRST_DAY, days=60, races_per_day=12, seed=8)
+    with fresh_mysql_database(mysql_server) as url:
+        demo.load(url, data)
+        location = SourceLocation.from_url(url)
+        with read_only_user(mysql_server, location.database, password) as user:
+            source = f"mysql://{user}:{password}@{location.host}:{location.port}/{location.database}"
+            env = _environment(
+                tmp_path,
+                FEATURE_ASSETS_SOURCE_URL=source,
+                FEATURE_ASSETS_STORAGE_URL=str(tmp_path / "parquet"),
+            )
+            before = connections_opened(mysql_server)
+            run = subprocess.run(
+                ["dagster", "asset", "materialize", "-m", "feature_assets.definitions",
+                 "--select", SELECT, "--partition-range", "2024-01-01...2024-02-29"],
+                env=env, cwd=tmp_path, capture_output=True, timeout=300,
+            )
+            opened = connections_opened(mysql_server) - before - 1
+    assert run.returncode == 0, run.stderr.decode()[-3000:]
+    assert opened == 1
+    features = ds.dataset(tmp_path / "parquet" / "race_features", partitioning="hive")
+    assert len(features.files) == 60 and features.count_rows() == len(data.entries)
+    secret = password.encode()
+    assert secret not in run.stdout + run.stderr
+    assert _files_containing(tmp_path / "dagster_home", secret) == []
+    assert _files_containing(tmp_path / "parquet", secret) == []
+
+
+def test_demo_command_materialises_every_day(tmp_path):
+    env = _environment(tmp_path)
+    run = subprocess.run(
+        ["feature-assets", "demo", "--years", "1", "--races-per-day", "6"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "days:" in run.stdout and "366" in run.stdout
+    features = ds.dataset(
+        tmp_path / "dagster_home" / "data" / "parquet" / "race_features", partitioning="hive"
+    )
+    assert len(features.files) == 366
+    assert f"DAGSTER_HOME={tmp_path / 'dagster_home'} dagster dev" in run.stdout
+
+
+@pytest.mark.parametrize(
+    "days_per_run, policy",
+    [
+        ("", "BackfillPolicy.single_run()"),
+        ("30", "BackfillPolicy.multi_run(max_partitions_per_run=30)"),
+    ],
+)
+def test_days_per_run_sets_the_backfill_policy(tmp_path, days_per_run, policy):
+    env = _environment(tmp_path, FEATURE_ASSETS_DAYS_PER_RUN=days_per_run)
+    code = (
+        "from feature_assets.definitions import defs\n"
+        "graph = defs.resolve_asset_graph()\n"
+        "print({str(graph.get(k).backfill_policy) for k in graph.get_all_asset_keys()})\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == repr({policy})
+
+
+@pytest.mark.parametrize(
+    "variable, value, message",
+    [
+        ("FEATURE_ASSETS_DAYS_PER_RUN", "0", "FEATURE_ASSETS_DAYS_PER_RUN must be a positive"),
+        ("FEATURE_ASSETS_START_DATE", "2024/01/01", "FEATURE_ASSETS_START_DATE must be a date"),
+    ],
+)
+def test_bad_settings_are_named(tmp_path, variable, value, message):
+    env = _environment(tmp_path, **{variable: value})
+    run = subprocess.run(
+        [sys.executable, "-c", "import feature_assets.definitions"],
+        env=env, capture_output=True, text=True,
+    )
+    assert run.returncode != 0 and message in run.stderr

@@ -1,0 +1,125 @@
+"""The assets through Dagster: ranged runs, single days, invalid days, one connection a run."""
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+from dagster import instance_for_test, materialize
+
+from feature_assets import demo
+from feature_assets.assets.features import race_features
+from feature_assets.assets.raw import raw_snapshot
+from feature_assets.source import SourceDatabase
+from feature_assets.storage import DailyParquetIOManager, DailyParquetStorage
+from tests import reference
+from tests.conftest import connections_opened, fresh_mysql_database
+
+FIRST_DAY = dt.date(2024, 1, 1)
+DAYS = 120
+
+
+def _day(offset: int) -> str:
+    return (FIRST_DAY + dt.timedelta(days=offset)).isoformat()
+
+
+def _run(source_url, storage_url, instance, assets, first, last=None):
+    """Materialise `assets` for the days first..last in one run, as a backfill would."""
+    tags = {}
+    partition_key = first
+    if last is not None:
+        tags = {
+            "dagster/asset_partition_range_start": first,
+            "dagster/asset_partition_range_end": last,
+        }
+        partition_key = None
+    return materialize(
+        [raw_snapshot, race_features],
+        selection=assets,
+        partition_key=partition_key,
+        tags=tags,
+        instance=instance,
+        resources={
+            "source": SourceDatabase(url=source_url),
+            "io_manager": DailyParquetIOManager(base_url=storage_url),
+        },
+        raise_on_error=False,
+    )
+
+
+ALL = [raw_snapshot, race_features]
+
+
+@pytest.fixture(scope="module")
+def valid_data():
+    return demo.generate(FIRST_DAY, days=DAYS, races_per_day=24, seed=21)
+
+
+@pytest.fixture(scope="module")
+def valid_source(mysql_server, valid_data):
+    with fresh_mysql_database(mysql_server) as url:
+        demo.load(url, valid_data)
+        yield url
+
+
+def test_a_ranged_run_matches_the_reference_with_one_connection(
+    valid_source, valid_data, mysql_server, tmp_path
+):
+    before = connections_opened(mysql_server)
+    with instance_for_test() as instance:
+        result = _run(valid_source, str(tmp_path), instance, ALL, _day(0), _day(DAYS - 1))
+    assert result.success
+    assert connections_opened(mysql_server) - before == 2  # the run's, and this count's
+
+    storage = DailyParquetStorage(str(tmp_path))
+    races, entries = reference.rows_of(valid_data.races), reference.rows_of(valid_data.entries)
+    for offset in [0, 1, 30, 89, 90, 91, 119]:
+        got = reference.rows_of(storage.read_days("race_features", [_day(offset)]))
+        want = reference.features_of_day(races, entries, dt.date.fromisoformat(_day(offset)))
+        assert want and reference.mismatches(got, want) == [], _day(offset)
+    raw = storage.read_days("raw_race_entries", [_day(o) for o in range(DAYS)])
+    pd.testing.assert_frame_equal(raw, valid_data.entries)
+
+
+def test_a_day_alone_in_a_range_and_in_a_full_run_are_identical(valid_source, tmp_path):
+    full, parts = str(tmp_path / "full"), str(tmp_path / "parts")
+    day = _day(100)
+    with instance_for_test() as instance:
+        assert _run(valid_source, full, instance, ALL, _day(0), _day(DAYS - 1)).success
+        assert _run(valid_source, parts, instance, [raw_snapshot], _day(0), _day(DAYS - 1)).success
+        assert _run(valid_source, parts, instance, [race_features], day).success
+        alone = DailyParquetStorage(parts).read_days("race_features", [day])
+        assert _run(valid_source, parts, instance, [race_features], _day(95), _day(105)).success
+        in_range = DailyParquetStorage(parts).read_days("race_features", [day])
+    in_full = DailyParquetStorage(full).read_days("race_features", [day])
+    assert len(alone) > 0
+    pd.testing.assert_frame_equal(alone, in_full)
+    pd.testing.assert_frame_equal(in_range, in_full)
+
+
+def test_features_need_their_history_materialised_first(valid_source, tmp_path):
+    with instance_for_test() as instance:
+        assert _run(valid_source, str(tmp_path), instance, [raw_snapshot], _day(50)).success
+        result = _run(valid_source, str(tmp_path), instance, [race_features], _day(50))
+    assert not result.success
+    error = result.get_step_failure_events()[0].step_failure_data.error
+    assert "has no data for 50 day(s): 2024-01-01...2024-02-19" in error.to_string()
+
+
+def test_invalid_days_fail_by_name_and_write_no_features(mysql_server, tmp_path):
+    data = demo.generate(FIRST_DAY, days=60, races_per_day=12, invalid_races=5, seed=4)
+    with fresh_mysql_database(mysql_server) as url, instance_for_test() as instance:
+        demo.load(url, data)
+        result = _run(url, str(tmp_path), instance, ALL, _day(0), _day(59))
+        assert not result.success
+        message = result.get_step_failure_events()[0].step_failure_data.error.message
+        for race_id, rule in data.invalid_race_ids.items():
+            day = pd.Timestamp(str(race_id)[:8]).strftime("%Y-%m-%d")
+            assert f"{day}:" in message and f"race_id {race_id}: {rule}" in message
+        assert "5 day(s) have invalid races" in message
+        assert not (tmp_path / "race_features").exists()
+        assert len(list((tmp_path / "raw_races").iterdir())) == 60  # the snapshot stays whole
+
+        # a later valid day still computes: invalid races are left out of its history
+        valid_day = _day(59)
+        assert not any(str(r).startswith(valid_day.replace("-", "")) for r in data.invalid_race_ids)
+        assert _run(url, str(tmp_path), instance, [race_features], valid_day).success

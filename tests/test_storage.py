@@ -1,0 +1,97 @@
+"""Daily Parquet storage: hive layout, ranged writes, atomic replacement, clear misses."""
+
+import os
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from feature_assets import storage as storage_module
+from feature_assets.storage import DailyParquetStorage, MissingDaysError
+
+DAYS = ["2024-01-01", "2024-01-02", "2024-01-03"]
+
+
+def _frame(days_with_rows):
+    rows = [
+        {"race_id": i, "race_date": pd.Timestamp(day), "score": i / 3, "name": f"n{i}"}
+        for i, day in enumerate(days_with_rows)
+    ]
+    frame = pd.DataFrame(rows)
+    frame["race_id"] = frame["race_id"].astype("Int64")
+    frame["name"] = frame["name"].astype("string")
+    return frame
+
+
+def test_a_range_is_written_day_by_day_without_the_partition_column(tmp_path):
+    storage = DailyParquetStorage(str(tmp_path))
+    frame = _frame(["2024-01-03", "2024-01-01", "2024-01-01"])
+    storage.write_days("table", frame, DAYS)
+
+    folders = sorted(os.listdir(tmp_path / "table"))
+    assert folders == [f"race_date={day}" for day in DAYS]
+    empty = pq.read_table(tmp_path / "table" / "race_date=2024-01-02" / "data.parquet")
+    assert empty.num_rows == 0 and empty.schema.names == ["race_id", "score", "name"]
+    assert empty.schema.field("name").type == pa.string()
+
+    whole = ds.dataset(tmp_path / "table", partitioning="hive").to_table()
+    assert whole.num_rows == 3
+    counts = duckdb.sql(
+        f"SELECT race_date, count(*) FROM read_parquet('{tmp_path}/table/*/*.parquet',"
+        " hive_partitioning = true) GROUP BY race_date ORDER BY race_date"
+    ).fetchall()
+    assert [(str(day), n) for day, n in counts] == [("2024-01-01", 2), ("2024-01-03", 1)]
+
+
+def test_reading_days_gives_the_frame_back_with_its_race_date(tmp_path):
+    storage = DailyParquetStorage(f"file://{tmp_path}")
+    frame = _frame(["2024-01-01", "2024-01-02", "2024-01-02"])
+    storage.write_days("table", frame, DAYS)
+    loaded = storage.read_days("table", ["2024-01-02", "2024-01-01"])
+    pd.testing.assert_frame_equal(loaded, frame)
+    assert storage.read_days("table", ["2024-01-03"]).empty
+
+
+def test_rewriting_a_day_replaces_it(tmp_path):
+    storage = DailyParquetStorage(str(tmp_path))
+    storage.write_days("table", _frame(["2024-01-01", "2024-01-01"]), ["2024-01-01"])
+    storage.write_days("table", _frame(["2024-01-01"]), ["2024-01-01"])
+    assert len(storage.read_days("table", ["2024-01-01"])) == 1
+    assert os.listdir(tmp_path / "table" / "race_date=2024-01-01") == ["data.parquet"]
+
+
+def test_a_write_that_dies_halfway_leaves_the_old_day_whole(tmp_path, monkeypatch):
+    storage = DailyParquetStorage(str(tmp_path))
+    storage.write_days("table", _frame(["2024-01-01"] * 2), ["2024-01-01"])
+
+    def dies_halfway(table, where, **kwargs):
+        with open(where, "wb") as half:
+            half.write(b"PAR1 half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(storage_module.pq, "write_table", dies_halfway)
+    with pytest.raises(OSError, match="disk full"):
+        storage.write_days("table", _frame(["2024-01-01"] * 5), ["2024-01-01"])
+    monkeypatch.undo()
+
+    assert len(storage.read_days("table", ["2024-01-01"])) == 2
+    assert os.listdir(tmp_path / "table" / "race_date=2024-01-01") == ["data.parquet"]
+
+
+def test_rows_outside_the_days_are_refused(tmp_path):
+    storage = DailyParquetStorage(str(tmp_path))
+    with pytest.raises(ValueError, match="rows dated 2024-01-03 lie outside"):
+        storage.write_days("table", _frame(["2024-01-03"]), ["2024-01-01"])
+    assert not (tmp_path / "table").exists()
+
+
+def test_missing_days_are_named_as_ranges(tmp_path):
+    storage = DailyParquetStorage(str(tmp_path))
+    storage.write_days("table", _frame(["2024-01-02"]), ["2024-01-02"])
+    wanted = ["2023-12-30", "2023-12-31", "2024-01-01", "2024-01-02", "2024-01-04"]
+    with pytest.raises(MissingDaysError) as raised:
+        storage.read_days("table", wanted)
+    assert "4 day(s): 2023-12-30...2024-01-01, 2024-01-04" in str(raised.value)
