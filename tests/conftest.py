@@ -34,8 +34,11 @@ def mysql_server() -> SourceLocation:
     location = SourceLocation.from_url(url.rstrip("/") + "/mysql")
     try:
         pymysql.connect(
-            host=location.host, port=location.port, user=location.user,
-            password=location.password, connect_timeout=5,
+            host=location.host,
+            port=location.port,
+            user=location.user,
+            password=location.password,
+            connect_timeout=5,
         ).close()
     except pymysql.err.OperationalError as err:
         reason = f"no MySQL server at {location.host}:{location.port} ({err})"
@@ -47,8 +50,12 @@ def mysql_server() -> SourceLocation:
 
 def server_connection(location: SourceLocation, database: str | None = None):
     return pymysql.connect(
-        host=location.host, port=location.port, user=location.user,
-        password=location.password, database=database, autocommit=True,
+        host=location.host,
+        port=location.port,
+        user=location.user,
+        password=location.password,
+        database=database,
+        autocommit=True,
     )
 
 

@@ -117,7 +117,8 @@ def features_of_day(races: list[dict], entries: list[dict], day: dt.date) -> lis
         rank = None
         if entry["exhibition_time"] is not None:
             faster = [
-                e for e in same_race
+                e
+                for e in same_race
                 if e["exhibition_time"] is not None
                 and e["exhibition_time"] < entry["exhibition_time"]
             ]

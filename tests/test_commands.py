@@ -54,7 +54,9 @@ def test_dagster_asset_materialize_a_range_from_mysql(mysql_server, tmp_path):
         demo.load(url, data)
         location = SourceLocation.from_url(url)
         with read_only_user(mysql_server, location.database, password) as user:
-            source = f"mysql://{user}:{password}@{location.host}:{location.port}/{location.database}"
+            source = (
+                f"mysql://{user}:{password}@{location.host}:{location.port}/{location.database}"
+            )
             env = _environment(
                 tmp_path,
                 FEATURE_ASSETS_SOURCE_URL=source,
@@ -62,9 +64,21 @@ def test_dagster_asset_materialize_a_range_from_mysql(mysql_server, tmp_path):
             )
             before = connections_opened(mysql_server)
             run = subprocess.run(
-                ["dagster", "asset", "materialize", "-m", "feature_assets.definitions",
-                 "--select", SELECT, "--partition-range", "2024-01-01...2024-02-29"],
-                env=env, cwd=tmp_path, capture_output=True, timeout=300,
+                [
+                    "dagster",
+                    "asset",
+                    "materialize",
+                    "-m",
+                    "feature_assets.definitions",
+                    "--select",
+                    SELECT,
+                    "--partition-range",
+                    "2024-01-01...2024-02-29",
+                ],
+                env=env,
+                cwd=tmp_path,
+                capture_output=True,
+                timeout=300,
             )
             opened = connections_opened(mysql_server) - before - 1
     assert run.returncode == 0, run.stderr.decode()[-3000:]
@@ -81,7 +95,11 @@ def test_demo_command_materialises_every_day(tmp_path):
     env = _environment(tmp_path)
     run = subprocess.run(
         ["feature-assets", "demo", "--years", "1", "--races-per-day", "6"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "days:" in run.stdout and "366" in run.stdout
@@ -122,6 +140,8 @@ def test_bad_settings_are_named(tmp_path, variable, value, message):
     env = _environment(tmp_path, **{variable: value})
     run = subprocess.run(
         [sys.executable, "-c", "import feature_assets.definitions"],
-        env=env, capture_output=True, text=True,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert run.returncode != 0 and message in run.stderr

@@ -10,9 +10,15 @@ from feature_assets.racing.schema import RACE_FEATURES_COLUMNS
 from tests import reference
 
 HISTORY_FEATURES = [
-    "racer_starts_90d", "racer_win_rate_90d", "racer_top2_rate_90d", "racer_avg_finish_90d",
-    "racer_avg_start_timing_90d", "racer_lane_win_rate_365d", "motor_top2_rate_180d",
-    "venue_lane_win_rate_365d", "days_since_last_race",
+    "racer_starts_90d",
+    "racer_win_rate_90d",
+    "racer_top2_rate_90d",
+    "racer_avg_finish_90d",
+    "racer_avg_start_timing_90d",
+    "racer_lane_win_rate_365d",
+    "motor_top2_rate_180d",
+    "venue_lane_win_rate_365d",
+    "days_since_last_race",
 ]
 
 
@@ -44,8 +50,10 @@ def test_features_match_the_per_row_reference(history_data, reference_rows):
     races, entries = reference_rows
     # first days (no or little history), the first year, after invalid days, past a year
     offsets = [0, 1, 2, 7, 45, 91, 180, 250, 364, 365, 366, 400, 429]
-    offsets += [int((pd.Timestamp(str(r)[:8]) - pd.Timestamp("2024-01-01")).days) + 1
-                for r in list(history_data.invalid_race_ids)[:4]]
+    offsets += [
+        int((pd.Timestamp(str(r)[:8]) - pd.Timestamp("2024-01-01")).days) + 1
+        for r in list(history_data.invalid_race_ids)[:4]
+    ]
     days = _valid_days(history_data, sorted(set(offsets)))
     computed = compute_race_features(history_data.races, history_data.entries, days)
     for day in days:
@@ -57,8 +65,9 @@ def test_features_match_the_per_row_reference(history_data, reference_rows):
 
 def test_types_follow_the_contract(history_data):
     features = compute_race_features(history_data.races, history_data.entries, [_day(100)])
-    assert dict(features.dtypes) == {k: pd.api.types.pandas_dtype(v)
-                                     for k, v in RACE_FEATURES_COLUMNS.items()}
+    assert dict(features.dtypes) == {
+        k: pd.api.types.pandas_dtype(v) for k, v in RACE_FEATURES_COLUMNS.items()
+    }
     assert features["racer_starts_90d"].notna().all()
     assert features[["race_id", "lane"]].equals(
         features[["race_id", "lane"]].sort_values(["race_id", "lane"], ignore_index=True)
@@ -113,5 +122,6 @@ def test_a_day_without_races_gives_an_empty_table_with_the_full_schema(history_d
     features = compute_race_features(history_data.races, history_data.entries, ["2030-01-01"])
     assert features.empty
     assert list(features.columns) == list(RACE_FEATURES_COLUMNS)
-    assert dict(features.dtypes) == {k: pd.api.types.pandas_dtype(v)
-                                     for k, v in RACE_FEATURES_COLUMNS.items()}
+    assert dict(features.dtypes) == {
+        k: pd.api.types.pandas_dtype(v) for k, v in RACE_FEATURES_COLUMNS.items()
+    }

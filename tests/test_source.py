@@ -26,8 +26,9 @@ def _expected(data, first=FIRST, last=LAST):
     return races, entries.sort_values(["race_id", "lane"], ignore_index=True)
 
 
-def test_mysql_snapshot_equals_the_source_rows_in_one_connection(mysql_url, mysql_server,
-                                                                  small_data):
+def test_mysql_snapshot_equals_the_source_rows_in_one_connection(
+    mysql_url, mysql_server, small_data
+):
     demo.load(mysql_url, small_data)
     location = SourceLocation.from_url(mysql_url)
     before = connections_opened(mysql_server)
@@ -48,8 +49,9 @@ def test_entries_without_a_race_row_belong_to_no_day(mysql_url, mysql_server, sm
                 "INSERT INTO race_entries (race_id, lane, racer_id, racer_class, motor_no,"
                 " boat_no) VALUES (999, 1, 1, 'A1', 1, 1)"
             )
-    _, entries = read_snapshot(SourceLocation.from_url(mysql_url), dt.date(2000, 1, 1),
-                               dt.date(2030, 1, 1))
+    _, entries = read_snapshot(
+        SourceLocation.from_url(mysql_url), dt.date(2000, 1, 1), dt.date(2030, 1, 1)
+    )
     assert 999 not in set(entries["race_id"])
     assert len(entries) == len(small_data.entries)
 
