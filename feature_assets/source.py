@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -19,7 +20,6 @@ from urllib.parse import unquote, urlsplit
 import pandas as pd
 import pymysql
 import pymysql.cursors
-from dagster import ConfigurableResource, get_dagster_logger
 from pymysql.constants import FIELD_TYPE
 from pymysql.converters import conversions
 
@@ -32,6 +32,7 @@ from feature_assets.racing.schema import (
 )
 
 FETCH_ROWS = 20_000
+log = logging.getLogger(__name__)
 
 # DECIMAL arrives as float (the contract's float64), DATE as its ISO text: both far cheaper
 # than pymysql's Decimal and datetime.date objects.
@@ -115,7 +116,7 @@ def connect(location: SourceLocation, attempts: int = 3, backoff_seconds: float 
             cause = err
             if attempt < attempts:
                 wait = backoff_seconds * 2 ** (attempt - 1)
-                get_dagster_logger().warning(
+                log.warning(
                     f"cannot connect to {location.describe()} (attempt {attempt} of {attempts}):"
                     f" {err}; retrying in {wait:.1f} s"
                 )
@@ -199,20 +200,3 @@ def _stream_rows(connection: Any, query: str, params: tuple) -> Iterator[list[tu
             yield rows
     finally:
         cursor.close()
-
-
-class SourceDatabase(ConfigurableResource):
-    """The race-results database. `url` is a secret when it holds a password: give it as
-    `EnvVar("FEATURE_ASSETS_SOURCE_URL")` so Dagster never stores or shows its value."""
-
-    url: str
-    connect_attempts: int = 3
-
-    @property
-    def location(self) -> SourceLocation:
-        return SourceLocation.from_url(self.url)
-
-    def read_snapshot(
-        self, first_day: dt.date, last_day: dt.date
-    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        return read_snapshot(self.location, first_day, last_day, self.connect_attempts)

@@ -2,15 +2,12 @@
 
 `<storage>/<asset>/race_date=YYYY-MM-DD/data.parquet`, one file a day, without the
 `race_date` column (it is the folder name). Works on a local path, a `file://` URL or
-`gs://bucket/prefix` through pyarrow's filesystems.
+`gs://bucket/prefix` through pyarrow's filesystems. No Dagster here: the IO manager in
+`feature_assets.resources` wraps it.
 
 Writes are atomic: locally a hidden temporary file (pyarrow datasets and DuckDB globs skip
 names starting with '.') is renamed over the day's file; on GCS an object only appears once
 its upload completes. Re-materialising a day replaces it.
-
-Dagster's `UPathIOManager` refuses an output that spans several partitions (dagster issues
-#14332, #21072) and logs an event per loaded partition; this IO manager writes every day of
-a ranged output and reads any number of days as one DataFrame, without per-day events.
 """
 
 from __future__ import annotations
@@ -28,7 +25,6 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from dagster import ConfigurableIOManager, InputContext, OutputContext
 
 PARTITION_COLUMN = "race_date"
 FILE_NAME = "data.parquet"
@@ -157,33 +153,3 @@ def _compact(days: Sequence[str]) -> str:
         if stamp is not None:
             start = previous = stamp
     return ", ".join(runs)
-
-
-class DailyParquetIOManager(ConfigurableIOManager):
-    """Stores each day of a daily-partitioned asset as hive-style Parquet under `base_url`.
-
-    A ranged run's output is written day by day; an input over many upstream days (such as
-    a 365-day history window) is loaded as one DataFrame.
-    """
-
-    base_url: str
-
-    @property
-    def storage(self) -> DailyParquetStorage:
-        return DailyParquetStorage(self.base_url)
-
-    def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
-        table = "/".join(context.asset_key.path)
-        days = list(context.asset_partition_keys)
-        self.storage.write_days(table, obj, days)
-        context.add_output_metadata(
-            {
-                "storage": self.storage.table_path(table),
-                "days_in_run": len(days),
-                "rows_in_run": len(obj),
-            }
-        )
-
-    def load_input(self, context: InputContext) -> pd.DataFrame:
-        table = "/".join(context.asset_key.path)
-        return self.storage.read_days(table, list(context.asset_partition_keys))

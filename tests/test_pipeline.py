@@ -9,8 +9,8 @@ from dagster import instance_for_test, materialize
 from feature_assets import demo
 from feature_assets.assets.features import race_features
 from feature_assets.assets.raw import raw_snapshot
-from feature_assets.source import SourceDatabase
-from feature_assets.storage import DailyParquetIOManager, DailyParquetStorage
+from feature_assets.resources import DailyParquetIOManager, SourceDatabase
+from feature_assets.storage import DailyParquetStorage
 from tests import reference
 from tests.conftest import connections_opened, fresh_mysql_database
 

@@ -5,7 +5,7 @@ import datetime as dt
 from dagster import AssetExecutionContext, AssetOut, Output, multi_asset
 
 from feature_assets.partitions import backfill_policy, daily_partitions
-from feature_assets.source import SourceDatabase
+from feature_assets.resources import SourceDatabase
 
 # Runs that read the source share this concurrency pool, so its limit caps the number of
 # connections any backfill opens.
