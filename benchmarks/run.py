@@ -1,0 +1,523 @@
+"""The full backfill, measured side by side: Dagster (A), the bare floor (B), per-row (C).
+
+    python benchmarks/run.py                      # ten years, about 146,000 races
+    python benchmarks/run.py --days 20 --races-per-day 6 --out /tmp/RESULTS.md   # smoke
+
+Generates the dataset into MariaDB/MySQL (`--mysql-url`, a server where it may create the
+database `feature_assets_bench`), runs each scenario in its own process, prints a Markdown
+table and writes it into `--out` (default benchmarks/RESULTS.md) between the `measured`
+markers, keeping the text around them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from importlib.metadata import version
+from pathlib import Path
+
+import pymysql
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from feature_assets import demo  # noqa: E402
+from feature_assets.source import SourceLocation  # noqa: E402
+from tests import reference  # noqa: E402
+
+FIRST_DAY = dt.date(2015, 1, 1)
+SELECT = "raw_races,raw_race_entries,race_features"
+START, END = "<!-- measured:start -->", "<!-- measured:end -->"
+
+
+# -- measuring ---------------------------------------------------------------------------
+
+
+def run_process(command: list[str], env: dict, log: Path) -> tuple[float, float]:
+    """Runs `command` to the end; returns (seconds, peak RSS in MB of its largest process)."""
+    started = time.perf_counter()
+    with open(log, "wb") as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(command[:4])} failed; see {log}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+class PeakRss:
+    """Samples the peak RSS (VmHWM) of processes started while it is open that run with
+    `DAGSTER_HOME=home`: the run workers and step processes of a daemon backfill."""
+
+    def __init__(self, home: Path):
+        self.marker = f"DAGSTER_HOME={home}".encode()
+        self.peak_mb = 0.0
+        self._existing = {p.name for p in Path("/proc").iterdir()}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self):
+        while not self._stop.wait(0.2):
+            for proc in Path("/proc").iterdir():
+                if not proc.name.isdigit() or proc.name in self._existing:
+                    continue
+                with contextlib.suppress(OSError):
+                    if self.marker not in (proc / "environ").read_bytes().split(b"\0"):
+                        continue
+                    for line in (proc / "status").read_text().splitlines():
+                        if line.startswith("VmHWM:"):
+                            self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
+
+
+class MySqlCounters:
+    """Connections opened and SELECTs run on the server between two readings."""
+
+    def __init__(self, server: SourceLocation):
+        self.server = server
+
+    def read(self) -> dict[str, int]:
+        connection = pymysql.connect(
+            host=self.server.host,
+            port=self.server.port,
+            user=self.server.user,
+            password=self.server.password,
+        )
+        with contextlib.closing(connection), connection.cursor() as cursor:
+            cursor.execute(
+                "SHOW GLOBAL STATUS WHERE Variable_name IN ('Connections', 'Com_select')"
+            )
+            return {name: int(value) for name, value in cursor.fetchall()}
+
+    def since(self, before: dict[str, int]) -> dict[str, int]:
+        after = self.read()
+        # minus the connection that took this reading
+        return {
+            "connections": after["Connections"] - before["Connections"] - 1,
+            "selects": after["Com_select"] - before["Com_select"],
+        }
+
+
+def dagster_figures(home: Path) -> dict:
+    """Events written and step times of every run of the instance in `home`."""
+    from dagster import DagsterEventType, DagsterInstance
+
+    os.environ["DAGSTER_HOME"] = str(home)
+    with DagsterInstance.get() as instance:
+        events, steps = 0, {}
+        for run in instance.get_runs():
+            logs = instance.all_logs(run.run_id)
+            events += len(logs)
+            started = {}
+            for event in logs:
+                if event.dagster_event_type == DagsterEventType.STEP_START:
+                    started[event.step_key] = event.timestamp
+                elif event.dagster_event_type == DagsterEventType.STEP_SUCCESS:
+                    steps[event.step_key] = steps.get(event.step_key, 0) + (
+                        event.timestamp - started[event.step_key]
+                    )
+        return {"events": events, "steps": steps, "runs": len(instance.get_runs())}
+
+
+# -- scenarios ---------------------------------------------------------------------------
+
+
+def instance_home(work: Path, name: str, postgres_db: str | None = None) -> Path:
+    home = work / name / "dagster_home"
+    home.mkdir(parents=True)
+    config = (REPO / "dagster_home" / "dagster.yaml").read_text()
+    if postgres_db:
+        config += (
+            "storage:\n  postgres:\n    postgres_db:\n      hostname: 127.0.0.1\n"
+            f"      username: postgres\n      password: ''\n      db_name: {postgres_db}\n"
+            "      port: 5432\n"
+        )
+    (home / "dagster.yaml").write_text(config)
+    return home
+
+
+def scenario_env(home: Path, source: str, storage: Path, first: dt.date) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEATURE_ASSETS_")}
+    return {
+        **env,
+        "DAGSTER_HOME": str(home),
+        "FEATURE_ASSETS_SOURCE_URL": source,
+        "FEATURE_ASSETS_STORAGE_URL": str(storage),
+        "FEATURE_ASSETS_START_DATE": first.isoformat(),
+    }
+
+
+def ranged_run(work, name, source, first, last, counters, postgres_db=None) -> dict:
+    home = instance_home(work, name, postgres_db)
+    storage = work / name / "parquet"
+    env = scenario_env(home, source, storage, first)
+    before = counters.read()
+    seconds, rss = run_process(
+        [
+            shutil.which("dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "feature_assets.definitions",
+            "--select",
+            SELECT,
+            "--partition-range",
+            f"{first}...{last}",
+        ],
+        env,
+        work / f"{name}.log",
+    )
+    return {
+        "seconds": seconds,
+        "rss_mb": rss,
+        **counters.since(before),
+        **dagster_figures(home),
+        "storage": storage,
+        "home": home,
+        "env": env,
+    }
+
+
+def single_day(work, ranged: dict, day: dt.date, counters) -> dict:
+    before = counters.read()
+    seconds, rss = run_process(
+        [
+            shutil.which("dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "feature_assets.definitions",
+            "--select",
+            SELECT,
+            "--partition",
+            day.isoformat(),
+        ],
+        ranged["env"],
+        work / "single_day.log",
+    )
+    return {"seconds": seconds, "rss_mb": rss, **counters.since(before)}
+
+
+def graphql(port: int, query: str, variables: dict) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())["data"]
+
+
+LAUNCH = """mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
+  }
+}"""
+BACKFILL_STATUS = """query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } }
+}"""
+
+
+def daemon_backfill(work, source, first, last, counters, port=3917) -> dict:
+    """A: a backfill launched as the UI does, run by the daemon with the default days per run."""
+    home = instance_home(work, "daemon")
+    env = scenario_env(home, source, work / "daemon" / "parquet", first)
+    log = open(work / "daemon.log", "wb")
+    server = subprocess.Popen(
+        [shutil.which("dagster"), "dev", "-w", str(REPO / "workspace.yaml"), "-p", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(120):
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
+                break
+            time.sleep(1)
+        before = counters.read()
+        started = time.perf_counter()
+        span = {"range": {"start": first.isoformat(), "end": last.isoformat()}}
+        params = {
+            "partitionsByAssets": [
+                {"assetKey": {"path": [asset]}, "partitions": span} for asset in SELECT.split(",")
+            ]
+        }
+        with PeakRss(home) as peak:
+            launched = graphql(port, LAUNCH, {"params": params})["launchPartitionBackfill"]
+            if "backfillId" not in launched:
+                raise RuntimeError(f"backfill not launched: {launched}")
+            status = "REQUESTED"
+            while status in ("REQUESTED", "CANCELING", "FAILING"):
+                time.sleep(2)
+                status = graphql(port, BACKFILL_STATUS, {"id": launched["backfillId"]})[
+                    "partitionBackfillOrError"
+                ]["status"]
+        seconds = time.perf_counter() - started
+        if status not in ("COMPLETED", "COMPLETED_SUCCESS"):
+            raise RuntimeError(f"daemon backfill ended {status}; see {work / 'daemon.log'}")
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(60)
+        log.close()
+    return {
+        "seconds": seconds,
+        "rss_mb": peak.peak_mb,
+        **counters.since(before),
+        **dagster_figures(home),
+    }
+
+
+def bare(work, source, first, last, counters) -> dict:
+    before = counters.read()
+    log = work / "bare.log"
+    seconds, rss = run_process(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "bare.py"),
+            source,
+            str(work / "bare"),
+            first.isoformat(),
+            last.isoformat(),
+        ],
+        {**os.environ, "PYTHONPATH": str(REPO)},
+        log,
+    )
+    stages = json.loads(log.read_text().strip().splitlines()[-1])
+    return {"seconds": seconds, "rss_mb": rss, **counters.since(before), "stages": stages}
+
+
+def per_row(data: demo.DemoData, last: dt.date, sample_days: int = 2) -> dict:
+    """C: the per-row reference, as the original per-record code worked: a day at a time."""
+    races, entries = reference.rows_of(data.races), reference.rows_of(data.entries)
+    seconds, count = 0.0, 0
+    for offset in range(sample_days):
+        day = last - dt.timedelta(days=offset)
+        window_start = day - dt.timedelta(days=365)
+        day_races = [r for r in races if window_start <= r["race_date"] <= day]
+        ids = {r["race_id"] for r in day_races}
+        day_entries = [e for e in entries if e["race_id"] in ids]
+        started = time.perf_counter()
+        count += len(reference.features_of_day(day_races, day_entries, day))
+        seconds += time.perf_counter() - started
+    return {"seconds_per_entry": seconds / max(count, 1), "entries": count}
+
+
+# -- report ------------------------------------------------------------------------------
+
+
+def report(args, data, results: dict) -> str:
+    b = results["B"]
+    entries = len(data.entries)
+
+    def row(label, r, target=""):
+        ratio = r["seconds"] / b["seconds"]
+        return (
+            f"| {label} | {r['seconds']:.1f} | {ratio:.2f}× | {r['rss_mb']:.0f} |"
+            f" {r.get('connections', '')} | {r.get('selects', '')} |"
+            f" {r.get('events', '')} | {target} |"
+        )
+
+    def verdict(ok):
+        return "met" if ok else "**not met**"
+
+    a1, a1pg, daemon = results["A1"], results.get("A1_pg"), results.get("daemon")
+    c = results["C"]
+    b_per_entry = b["seconds"] / entries
+    lines = [
+        f"Measured {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} on {platform.node()}:"
+        f" {os.cpu_count()} cores, {_memory_gb():.0f} GB, {platform.machine()},"
+        f" Python {platform.python_version()}, dagster {version('dagster')},"
+        f" pandas {version('pandas')}, pyarrow {version('pyarrow')}, pymysql {version('pymysql')},"
+        f" {results['server_version']}.",
+        "",
+        f"Dataset: {args.days:,} days from {FIRST_DAY}, {len(data.races):,} races,"
+        f" {entries:,} entries (generated in {results['generate_s']:.0f} s,"
+        f" loaded into MySQL in {results['load_s']:.0f} s).",
+        "",
+        "| run | wall s | vs B | peak RSS MB | MySQL connections | MySQL SELECTs |"
+        " Dagster events | target |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        row("B: bare script, no Dagster", b),
+        row(
+            "A: `dagster asset materialize`, one ranged run, SQLite instance",
+            a1,
+            f"≤ 2× B: {verdict(a1['seconds'] <= 2 * b['seconds'])}; RSS ≤ 1,536 MB:"
+            f" {verdict(a1['rss_mb'] <= 1536)}; 1 connection: {verdict(a1['connections'] == 1)}",
+        ),
+    ]
+    if a1pg:
+        lines.append(
+            row(
+                "A: the same on a PostgreSQL instance",
+                a1pg,
+                f"≤ 2× B: {verdict(a1pg['seconds'] <= 2 * b['seconds'])}",
+            )
+        )
+    if daemon:
+        lines.append(
+            row(
+                "A: daemon backfill (UI route), default days per run",
+                daemon,
+                f"≤ 3× B: {verdict(daemon['seconds'] <= 3 * b['seconds'])}",
+            )
+        )
+    single = results["single"]
+    lines.append(
+        row(
+            "one day, three assets (`--partition`)",
+            single,
+            f"RSS ≤ 400 MB: {verdict(single['rss_mb'] <= 400)}",
+        )
+    )
+    speedup = c["seconds_per_entry"] / b_per_entry
+    a_speedup = c["seconds_per_entry"] / (a1["seconds"] / entries)
+    lines += [
+        "",
+        f"C, the per-row reference: {c['seconds_per_entry'] * 1000:.2f} ms per entry"
+        f" (timed on {c['entries']} entries of the last days, each with its 365-day history);"
+        f" B: {b_per_entry * 1e6:.1f} µs per entry end to end, so B is {speedup:,.1f}× faster"
+        f" and A {a_speedup:,.1f}× faster (target ≥ 1,000×: {verdict(a_speedup >= 1000)}).",
+        "",
+        "Stages of B:",
+        "",
+        "| stage | volume | s | rate |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    s = b["stages"]
+    mb = s["parquet_bytes"] / 1e6
+    lines += [
+        f"| MySQL snapshot (one connection, 2 queries) | {s['snapshot_rows']:,} rows |"
+        f" {s['snapshot_s']:.1f} | {s['snapshot_rows'] / s['snapshot_s']:,.0f} rows/s |",
+        f"| read raw history back from Parquet | | {s['read_back_s']:.1f} | |",
+        f"| features | {s['feature_rows']:,} rows | {s['features_s']:.1f} |"
+        f" {s['feature_rows'] / s['features_s']:,.0f} rows/s |",
+        f"| Parquet writes (3 assets × {args.days} days) | {mb:.1f} MB | {s['write_s']:.1f} |"
+        f" {mb / s['write_s']:.1f} MB/s |",
+        "",
+        "Where A's time goes (step compute as timed by Dagster; the rest is run start-up and"
+        " event bookkeeping):",
+        "",
+        "| run | raw_snapshot step s | race_features step s | everything else s |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for label, r in (("A, SQLite", a1), ("A, PostgreSQL", a1pg), ("daemon", daemon)):
+        if r:
+            raw_s = r["steps"].get("raw_snapshot", 0)
+            feat_s = r["steps"].get("race_features", 0)
+            lines.append(
+                f"| {label} | {raw_s:.1f} | {feat_s:.1f} | {r['seconds'] - raw_s - feat_s:.1f} |"
+            )
+    return "\n".join(lines)
+
+
+def _memory_gb() -> float:
+    with open("/proc/meminfo") as meminfo:
+        return int(meminfo.readline().split()[1]) / 1024**2
+
+
+def write_results(path: Path, table: str) -> None:
+    text = path.read_text() if path.exists() else f"# Benchmark results\n\n{START}\n{END}\n"
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    path.write_text(f"{head}{START}\n{table}\n{END}{tail}")
+
+
+# -- main --------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--days", type=int, default=3650)
+    parser.add_argument("--races-per-day", type=int, default=40)
+    parser.add_argument("--mysql-url", default="mysql://root@127.0.0.1:3306")
+    parser.add_argument(
+        "--database",
+        default="feature_assets_bench",
+        help="MySQL and PostgreSQL database the benchmark (re)creates",
+    )
+    parser.add_argument("--postgres", default="127.0.0.1", help="'' to skip the PostgreSQL run")
+    parser.add_argument("--no-daemon", action="store_true", help="skip the daemon backfill")
+    parser.add_argument("--work", type=Path, default=REPO / "benchmarks" / "work")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
+    args = parser.parse_args()
+
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    source = f"{args.mysql_url.rstrip('/')}/{args.database}"
+    server = SourceLocation.from_url(source)
+    counters = MySqlCounters(server)
+    last = FIRST_DAY + dt.timedelta(days=args.days - 1)
+    results: dict = {}
+
+    started = time.perf_counter()
+    data = demo.generate(FIRST_DAY, args.days, races_per_day=args.races_per_day, seed=2015)
+    results["generate_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    demo.load(source, data)
+    results["load_s"] = time.perf_counter() - started
+    with contextlib.closing(
+        pymysql.connect(
+            host=server.host, port=server.port, user=server.user, password=server.password
+        )
+    ) as c:
+        with c.cursor() as cursor:
+            cursor.execute("SELECT VERSION()")
+            results["server_version"] = f"MariaDB/MySQL {cursor.fetchone()[0]}"
+    print(f"{len(data.races):,} races, {len(data.entries):,} entries loaded", flush=True)
+
+    results["B"] = bare(args.work, source, FIRST_DAY, last, counters)
+    print(f"B {results['B']['seconds']:.1f} s", flush=True)
+    results["A1"] = ranged_run(args.work, "ranged", source, FIRST_DAY, last, counters)
+    print(f"A {results['A1']['seconds']:.1f} s", flush=True)
+    results["single"] = single_day(args.work, results["A1"], last, counters)
+    if args.postgres:
+        database = args.database
+        subprocess.run(
+            ["dropdb", "-h", args.postgres, "-U", "postgres", "--if-exists", database], check=True
+        )
+        subprocess.run(["createdb", "-h", args.postgres, "-U", "postgres", database], check=True)
+        results["A1_pg"] = ranged_run(
+            args.work, "ranged_pg", source, FIRST_DAY, last, counters, postgres_db=database
+        )
+        print(f"A on PostgreSQL {results['A1_pg']['seconds']:.1f} s", flush=True)
+    if not args.no_daemon:
+        results["daemon"] = daemon_backfill(args.work, source, FIRST_DAY, last, counters)
+        print(f"daemon {results['daemon']['seconds']:.1f} s", flush=True)
+    results["C"] = per_row(data, last)
+
+    table = report(args, data, results)
+    print(table)
+    write_results(args.out, table)
+    drop_mysql_database(server)
+
+
+def drop_mysql_database(server: SourceLocation) -> None:
+    connection = pymysql.connect(
+        host=server.host, port=server.port, user=server.user, password=server.password
+    )
+    with contextlib.closing(connection), connection.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS `{server.database}`")
+
+
+if __name__ == "__main__":
+    main()

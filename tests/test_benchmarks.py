@@ -1,0 +1,48 @@
+"""The benchmark command at a tiny size: it runs every scenario and writes its table.
+
+Figures are never asserted here; they live in benchmarks/RESULTS.md.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_smoke(mysql_server, tmp_path):
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# Results\n\nkept text\n<!-- measured:start -->\nold\n<!-- measured:end -->\n")
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "run.py"),
+            "--days",
+            "20",
+            "--races-per-day",
+            "6",
+            "--work",
+            str(tmp_path / "work"),
+            "--out",
+            str(out),
+            "--mysql-url",
+            f"mysql://{mysql_server.user}@{mysql_server.host}:{mysql_server.port}",
+            "--database",
+            "fa_bench_smoke",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    text = out.read_text()
+    assert "kept text" in text and "\nold\n" not in text
+    for scenario in (
+        "B: bare script",
+        "one ranged run",
+        "PostgreSQL instance",
+        "daemon backfill",
+        "one day, three assets",
+        "per-row reference",
+    ):
+        assert scenario in text, scenario
