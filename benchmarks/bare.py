@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,10 @@ def _folder_bytes(storage: DailyParquetStorage, table: str) -> int:
     return sum(p.stat().st_size for p in Path(storage.table_path(table)).rglob("*.parquet"))
 
 
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run(source_url: str, storage_url: str, first: dt.date, last: dt.date) -> dict:
     days = [d.strftime("%Y-%m-%d") for d in pd.date_range(first, last)]
     storage = DailyParquetStorage(storage_url)
@@ -33,11 +38,14 @@ def run(source_url: str, storage_url: str, first: dt.date, last: dt.date) -> dic
     races, entries = read_snapshot(SourceLocation.from_url(source_url), first, last)
     figures["snapshot_s"] = time.perf_counter() - started
     figures["snapshot_rows"] = len(races) + len(entries)
+    figures["peak_mb_after_snapshot"] = _peak_mb()
 
     started = time.perf_counter()
     storage.write_days("raw_races", races, days)
     storage.write_days("raw_race_entries", entries, days)
     raw_write_s = time.perf_counter() - started
+    figures["peak_mb_after_raw_write"] = _peak_mb()
+    del races, entries
 
     # as the asset does: the history is read back from the raw Parquet days
     started = time.perf_counter()
@@ -48,11 +56,14 @@ def run(source_url: str, storage_url: str, first: dt.date, last: dt.date) -> dic
     races = storage.read_days("raw_races", history_days)
     entries = storage.read_days("raw_race_entries", history_days)
     figures["read_back_s"] = time.perf_counter() - started
+    figures["peak_mb_after_read_back"] = _peak_mb()
 
     started = time.perf_counter()
     features = compute_race_features(races, entries, days)
     figures["features_s"] = time.perf_counter() - started
     figures["feature_rows"] = len(features)
+    figures["peak_mb_after_features"] = _peak_mb()
+    del races, entries
 
     started = time.perf_counter()
     storage.write_days("race_features", features, days)

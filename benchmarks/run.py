@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -144,13 +145,25 @@ def instance_home(work: Path, name: str, postgres_db: str | None = None) -> Path
     home.mkdir(parents=True)
     config = (REPO / "dagster_home" / "dagster.yaml").read_text()
     if postgres_db:
-        config += (
-            "storage:\n  postgres:\n    postgres_db:\n      hostname: 127.0.0.1\n"
-            f"      username: postgres\n      password: ''\n      db_name: {postgres_db}\n"
-            "      port: 5432\n"
-        )
+        config += postgres_instance_config(postgres_db)
     (home / "dagster.yaml").write_text(config)
     return home
+
+
+def postgres_instance_config(database: str) -> str:
+    """Run, schedule and event storage on PostgreSQL; events through the batching storage."""
+    db = (
+        "    postgres_db:\n      hostname: 127.0.0.1\n      username: postgres\n"
+        f"      password: ''\n      db_name: {database}\n      port: 5432\n"
+    )
+    return (
+        f"run_storage:\n  module: dagster_postgres.run_storage\n  class: PostgresRunStorage\n"
+        f"  config:\n{db}"
+        f"schedule_storage:\n  module: dagster_postgres.schedule_storage\n"
+        f"  class: PostgresScheduleStorage\n  config:\n{db}"
+        f"event_log_storage:\n  module: feature_assets.instance\n"
+        f"  class: BatchedPostgresEventLogStorage\n  config:\n{db}"
+    )
 
 
 def scenario_env(home: Path, source: str, storage: Path, first: dt.date) -> dict:
@@ -276,8 +289,12 @@ def daemon_backfill(work, source, first, last, counters, port=3917) -> dict:
         if status not in ("COMPLETED", "COMPLETED_SUCCESS"):
             raise RuntimeError(f"daemon backfill ended {status}; see {work / 'daemon.log'}")
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(60)
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
         log.close()
     return {
         "seconds": seconds,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dagster import AssetSelection, Definitions, define_asset_job
+from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
 from feature_assets.assets.features import race_features
 from feature_assets.assets.raw import raw_snapshot
@@ -20,4 +20,8 @@ defs = Definitions(
     assets=[raw_snapshot, race_features],
     jobs=[race_features_job],
     resources=build_resources(),
+    # The steps run one after the other (features need the snapshot), so a process per step
+    # buys no parallelism; it costs a Python start-up per step, and a step process orphaned by
+    # a killed run worker could still write. One process per run avoids both.
+    executor=in_process_executor,
 )

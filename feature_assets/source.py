@@ -179,11 +179,15 @@ def _begin_snapshot(connection: Any, location: SourceLocation) -> str:
 def _read_frame(
     connection: Any, query: str, params: tuple, columns: dict[str, object]
 ) -> pd.DataFrame:
-    chunks = [
-        pd.DataFrame.from_records(rows, columns=list(columns))
-        for rows in _stream_rows(connection, query, params)
-    ]
-    frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=list(columns))
+    # Each chunk is typed at once, so only one chunk of Python objects is alive at a time.
+    chunks = [_typed_chunk(rows, columns) for rows in _stream_rows(connection, query, params)]
+    if not chunks:
+        return _typed_chunk([], columns)
+    return pd.concat(chunks, ignore_index=True)
+
+
+def _typed_chunk(rows: list[tuple], columns: dict[str, object]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(rows, columns=list(columns))
     frame["race_date"] = pd.to_datetime(frame["race_date"], format="%Y-%m-%d")
     return typed_frame(frame, columns)
 

@@ -123,12 +123,17 @@ class DailyParquetStorage:
             partition_base_dir=self.table_path(table),
         )
         arrow = dataset.to_table()
-        frame = arrow.to_pandas()
-        frame[PARTITION_COLUMN] = pd.to_datetime(frame[PARTITION_COLUMN]).astype("datetime64[ns]")
-        return frame[_stored_column_order(dataset.schema, frame.columns)]
+        arrow = arrow.set_column(
+            arrow.schema.get_field_index(PARTITION_COLUMN),
+            PARTITION_COLUMN,
+            arrow[PARTITION_COLUMN].cast(pa.timestamp("ns")),
+        )
+        arrow = arrow.select(_stored_column_order(dataset.schema, arrow.column_names))
+        # split_blocks + self_destruct: each column's Arrow memory is freed once converted
+        return arrow.to_pandas(split_blocks=True, self_destruct=True)
 
 
-def _stored_column_order(schema: pa.Schema, loaded: pd.Index) -> list[str]:
+def _stored_column_order(schema: pa.Schema, loaded: Sequence[str]) -> list[str]:
     """The column order of the DataFrame that was written, `race_date` included."""
     pandas_metadata = (schema.metadata or {}).get(b"pandas")
     if not pandas_metadata:

@@ -84,3 +84,36 @@ def connections_opened(location: SourceLocation) -> int:
     with contextlib.closing(server_connection(location)) as conn, conn.cursor() as cursor:
         cursor.execute("SHOW GLOBAL STATUS LIKE 'Connections'")
         return int(cursor.fetchone()[1])
+
+
+DEFAULT_TEST_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def postgres_database():
+    """postgres_db config of a fresh PostgreSQL database for a Dagster instance, dropped after."""
+    import psycopg2
+
+    url = os.environ.get("FEATURE_ASSETS_TEST_POSTGRES_URL", DEFAULT_TEST_POSTGRES_URL)
+    try:
+        server = psycopg2.connect(url, connect_timeout=5)
+    except psycopg2.OperationalError as err:
+        reason = f"no PostgreSQL server at {url} ({err})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI must run the PostgreSQL tests")
+        pytest.skip(reason)
+    server.autocommit = True
+    name = f"fa_test_{uuid.uuid4().hex[:12]}"
+    with server.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    dsn = server.get_dsn_parameters()
+    yield {
+        "hostname": dsn["host"],
+        "port": int(dsn["port"]),
+        "username": dsn["user"],
+        "password": "",
+        "db_name": name,
+    }
+    with server.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    server.close()

@@ -34,7 +34,30 @@ _WINDOWED_FAMILIES: dict[str, tuple[list[str], int, list[str]]] = {
     "venue_lane_365d": (["venue_code", "lane"], 365, ["starts", "wins"]),
     "racer_365d": (["racer_id"], 365, ["starts"]),
 }
-_DAY_BITS = 22  # day numbers since 1970 stay far below 2**22
+_DAY_BITS = 22
+# keys, and the label finish_position, copied from the entry
+_PASS_THROUGH = [
+    "race_id",
+    "lane",
+    "racer_id",
+    "race_date",
+    "venue_code",
+    "race_no",
+    "finish_position",
+]
+# the entry columns the features read
+_ENTRY_COLUMNS = [
+    "race_id",
+    "race_date",
+    "lane",
+    "racer_id",
+    "racer_class",
+    "motor_no",
+    "exhibition_time",
+    "start_timing",
+    "finish_position",
+    "win_odds",
+]  # day numbers since 1970 stay far below 2**22
 
 
 def compute_race_features(
@@ -55,45 +78,50 @@ def compute_race_features(
 
     valid_races = races.loc[
         ~races["race_id"].isin(violations["race_id"]), ["race_id", "venue_code", "race_no"]
-    ]
-    valid = entries.merge(valid_races, on="race_id", how="inner")
+    ].set_index("race_id")
+    valid = entries.loc[entries["race_id"].isin(valid_races.index), _ENTRY_COLUMNS]
+    race_of_entry = valid_races.reindex(valid["race_id"])
+    valid["venue_code"] = race_of_entry["venue_code"].to_numpy()
+    valid["race_no"] = race_of_entry["race_no"].to_numpy()
     valid["day"] = _day_numbers(valid["race_date"])
     history = _with_counts(valid)
     targets = valid[valid["race_date"].isin(target_days)].sort_values(
         ["race_date", "race_id", "lane"], ignore_index=True
     )
+    del valid  # a ten-year range holds hundreds of MB here
 
     window = {
         family: _window_sums(history, targets, keys, width, counts)
         for family, (keys, width, counts) in _WINDOWED_FAMILIES.items()
     }
     racer = window["racer_90d"]
-    features = targets[
-        ["race_id", "lane", "racer_id", "race_date", "venue_code", "race_no", "finish_position"]
-    ].copy()
-    features["is_win"] = targets["finish_position"].eq(1).fillna(False).astype(bool)
-    features["racer_starts_90d"] = racer["starts"]
-    features["racer_win_rate_90d"] = _ratio(racer["wins"], racer["starts"])
-    features["racer_top2_rate_90d"] = _ratio(racer["top2"], racer["starts"])
-    features["racer_avg_finish_90d"] = _ratio(racer["finish_sum"], racer["finish_n"])
-    features["racer_avg_start_timing_90d"] = (
-        _ratio(racer["start_timing_sum"], racer["start_timing_n"]) / 100.0
-    )
-    features["racer_lane_win_rate_365d"] = _ratio(
-        window["racer_lane_365d"]["wins"], window["racer_lane_365d"]["starts"]
-    )
-    features["motor_top2_rate_180d"] = _ratio(
-        window["motor_180d"]["top2"], window["motor_180d"]["starts"]
-    )
-    features["venue_lane_win_rate_365d"] = _ratio(
-        window["venue_lane_365d"]["wins"], window["venue_lane_365d"]["starts"]
-    )
-    features["days_since_last_race"] = window["racer_365d"]["days_since_last"]
-    features["exhibition_time_rank"] = targets.groupby("race_id")["exhibition_time"].rank(
-        method="min", ascending=True
-    )
-    features["implied_win_prob"] = _implied_win_prob(targets)
-    features["racer_class_ordinal"] = targets["racer_class"].map(CLASS_ORDINALS)
+    finish = targets["finish_position"]
+    features = {
+        **{column: targets[column] for column in _PASS_THROUGH},
+        "is_win": finish.eq(1).fillna(False).to_numpy(bool),
+        "racer_starts_90d": racer["starts"],
+        "racer_win_rate_90d": _ratio(racer["wins"], racer["starts"]),
+        "racer_top2_rate_90d": _ratio(racer["top2"], racer["starts"]),
+        "racer_avg_finish_90d": _ratio(racer["finish_sum"], racer["finish_n"]),
+        "racer_avg_start_timing_90d": (
+            _ratio(racer["start_timing_sum"], racer["start_timing_n"]) / 100.0
+        ),
+        "racer_lane_win_rate_365d": _ratio(
+            window["racer_lane_365d"]["wins"], window["racer_lane_365d"]["starts"]
+        ),
+        "motor_top2_rate_180d": _ratio(
+            window["motor_180d"]["top2"], window["motor_180d"]["starts"]
+        ),
+        "venue_lane_win_rate_365d": _ratio(
+            window["venue_lane_365d"]["wins"], window["venue_lane_365d"]["starts"]
+        ),
+        "days_since_last_race": window["racer_365d"]["days_since_last"],
+        "exhibition_time_rank": targets.groupby("race_id")["exhibition_time"].rank(
+            method="min", ascending=True
+        ),
+        "implied_win_prob": _implied_win_prob(targets),
+        "racer_class_ordinal": targets["racer_class"].map(CLASS_ORDINALS),
+    }
     return typed_frame(features, RACE_FEATURES_COLUMNS)
 
 
@@ -102,7 +130,7 @@ def _day_numbers(dates: pd.Series) -> np.ndarray:
 
 
 def _with_counts(entries: pd.DataFrame) -> pd.DataFrame:
-    """Per-entry integer counts that the windows sum."""
+    """Keys and per-entry integer counts that the windows sum (int32: small and exact)."""
     finish = entries["finish_position"]
     start_timing = entries["start_timing"]
     return pd.DataFrame(
@@ -112,13 +140,13 @@ def _with_counts(entries: pd.DataFrame) -> pd.DataFrame:
             "venue_code": entries["venue_code"].to_numpy(np.int64),
             "motor_no": entries["motor_no"].to_numpy(np.int64),
             "day": entries["day"],
-            "starts": 1,
-            "wins": finish.eq(1).fillna(False).to_numpy(np.int64),
-            "top2": finish.isin([1, 2]).fillna(False).to_numpy(np.int64),
-            "finish_sum": finish.fillna(0).to_numpy(np.int64),
-            "finish_n": finish.notna().to_numpy(np.int64),
-            "start_timing_sum": np.rint(start_timing.fillna(0).to_numpy() * 100).astype(np.int64),
-            "start_timing_n": start_timing.notna().to_numpy(np.int64),
+            "starts": np.ones(len(entries), np.int32),
+            "wins": finish.eq(1).fillna(False).to_numpy(np.int32),
+            "top2": finish.isin([1, 2]).fillna(False).to_numpy(np.int32),
+            "finish_sum": finish.fillna(0).to_numpy(np.int32),
+            "finish_n": finish.notna().to_numpy(np.int32),
+            "start_timing_sum": np.rint(start_timing.fillna(0).to_numpy() * 100).astype(np.int32),
+            "start_timing_n": start_timing.notna().to_numpy(np.int32),
         }
     )
 
@@ -132,26 +160,29 @@ def _window_sums(
 ) -> dict[str, np.ndarray]:
     """For each target row: the sums of `counts` over history rows with the same `keys`
     and a day in [day - width, day - 1], and the days since the latest such row."""
-    key_codes = _shared_key_codes(history[list(keys)], targets[list(keys)])
+    key_codes = _shared_key_codes(history, targets, keys)
     history_codes, target_codes = key_codes[: len(history)], key_codes[len(history) :]
 
-    daily = (
-        pd.DataFrame({"code": history_codes, "day": history["day"].to_numpy()})
-        .join(history[list(counts)].reset_index(drop=True))
-        .groupby(["code", "day"], sort=True)
-        .sum()
-    )
-    daily_code = daily.index.get_level_values("code").to_numpy(np.int64)
-    daily_day = daily.index.get_level_values("day").to_numpy(np.int64)
-    position = (daily_code << _DAY_BITS) | daily_day
+    # daily sums per key, sorted by (key, day): one position per (key, day)
+    position = (history_codes << _DAY_BITS) | history["day"].to_numpy(np.int64)
+    order = np.argsort(position, kind="stable")
+    sorted_position = position[order]
+    starts = np.flatnonzero(np.r_[True, sorted_position[1:] != sorted_position[:-1]])
+    daily_position = sorted_position[starts]
+    daily_day = daily_position & ((1 << _DAY_BITS) - 1)
 
     target_day = targets["day"].to_numpy(np.int64)
-    first = np.searchsorted(position, (target_codes << _DAY_BITS) | (target_day - width), "left")
-    after_last = np.searchsorted(position, (target_codes << _DAY_BITS) | target_day, "left")
+    first = np.searchsorted(daily_position, (target_codes << _DAY_BITS) | (target_day - width))
+    after_last = np.searchsorted(daily_position, (target_codes << _DAY_BITS) | target_day)
 
     sums: dict[str, np.ndarray] = {}
     for name in counts:
-        running = np.concatenate([[0], np.cumsum(daily[name].to_numpy(np.int64))])
+        daily = (
+            np.add.reduceat(history[name].to_numpy()[order], starts, dtype=np.int64)
+            if len(starts)
+            else np.zeros(0, np.int64)
+        )
+        running = np.concatenate([[0], np.cumsum(daily)])
         sums[name] = running[after_last] - running[first]
     seen = after_last > first
     latest = np.append(daily_day, 0)[after_last - 1]  # index -1 (nothing seen) is masked
@@ -161,9 +192,16 @@ def _window_sums(
     return sums
 
 
-def _shared_key_codes(history_keys: pd.DataFrame, target_keys: pd.DataFrame) -> np.ndarray:
-    both = pd.concat([history_keys, target_keys], ignore_index=True)
-    return both.groupby(list(both.columns), sort=False).ngroup().to_numpy(np.int64)
+def _shared_key_codes(
+    history: pd.DataFrame, targets: pd.DataFrame, keys: Sequence[str]
+) -> np.ndarray:
+    """Dense integer codes of the key columns, shared by history rows then target rows."""
+    codes = np.zeros(len(history) + len(targets), np.int64)
+    for key in keys:
+        values = np.concatenate([history[key].to_numpy(np.int64), targets[key].to_numpy(np.int64)])
+        key_codes, uniques = pd.factorize(values)
+        codes = codes * len(uniques) + key_codes
+    return pd.factorize(codes)[0].astype(np.int64)
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

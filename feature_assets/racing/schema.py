@@ -74,10 +74,17 @@ SOURCE_RACE_ENTRIES_COLUMNS = [c for c in RACE_ENTRIES_COLUMNS if c != "race_dat
 
 
 def typed_frame(data: pd.DataFrame | dict, columns: dict[str, object]) -> pd.DataFrame:
-    """A DataFrame with exactly `columns`, in order, each cast to its contract dtype."""
-    frame = pd.DataFrame(data)
-    missing = [name for name in columns if name not in frame.columns]
+    """A DataFrame with exactly `columns`, in order, each of its contract dtype.
+
+    Columns already of the right dtype are not copied (this runs on ten-year frames).
+    """
+    missing = [name for name in columns if name not in data]
     if missing:
         raise ValueError(f"missing columns: {', '.join(missing)}")
-    frame = frame[list(columns)]
-    return frame.astype(columns, copy=False).reset_index(drop=True)
+    typed = {}
+    for name, dtype in columns.items():
+        values = pd.array(data[name]) if not hasattr(data[name], "dtype") else data[name]
+        if values.dtype != pd.api.types.pandas_dtype(dtype):
+            values = pd.Series(values).astype(dtype)
+        typed[name] = values.array if isinstance(values, pd.Series) else values
+    return pd.DataFrame(typed, copy=False)
