@@ -40,7 +40,7 @@ def test_benchmark_smoke(mysql_server, tmp_path):
     for scenario in (
         "B: bare script",
         "one ranged run",
-        "PostgreSQL instance",
+        "PostgreSQL, batched event writes",
         "daemon backfill",
         "one day, three assets",
         "per-row reference",
