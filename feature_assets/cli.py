@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import sys
 import time
 
 import click
@@ -74,3 +76,178 @@ def demo(years: int, races_per_day: int, seed: int) -> None:
     click.echo(f"  {'Parquet files:':<18}{storage.table_path('<asset>')}/race_date=YYYY-MM-DD/")
     click.echo(f"\nOpen the UI:  DAGSTER_HOME={dagster_home} dagster dev")
     click.echo("              then http://127.0.0.1:3000 (Assets, Runs, Backfills)")
+
+
+def _instance():
+    from dagster import DagsterInstance
+
+    return DagsterInstance.get()
+
+
+@main.command()
+@click.option(
+    "--asset",
+    "assets",
+    multiple=True,
+    type=click.Choice(["raw_races", "raw_race_entries", "race_features"]),
+    help="Only this asset (repeatable). Default: all three.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(assets: tuple[str, ...], as_json: bool) -> None:
+    """Days materialised, failed, in progress and missing, per asset.
+
+    Exits 0 only when no day is failed or missing.
+    """
+    from feature_assets.dates import compact_days
+    from feature_assets.day_status import ASSETS, days_by_state
+
+    with _instance() as instance:
+        states = days_by_state(instance, assets or ASSETS)
+    if as_json:
+        click.echo(json.dumps([state.as_json() for state in states], indent=2))
+    else:
+        for state in states:
+            total = sum(
+                map(len, (state.materialized, state.failed, state.in_progress, state.missing))
+            )
+            click.echo(
+                f"{state.asset}: {total} days: {len(state.materialized)} materialized,"
+                f" {len(state.failed)} failed, {len(state.in_progress)} in progress,"
+                f" {len(state.missing)} missing"
+            )
+            if state.in_progress:
+                click.echo(f"  in progress: {compact_days(state.in_progress)}")
+            if state.failed:
+                click.echo(f"  failed:      {compact_days(state.failed)}")
+                for day, error in state.errors.items():
+                    click.echo(f"    {day}: {error}")
+            if state.missing:
+                click.echo(f"  missing:     {compact_days(state.missing)}")
+    sys.exit(0 if all(state.complete for state in states) else 1)
+
+
+def _days_in(text: str) -> list[str]:
+    from feature_assets.partitions import daily_partitions
+
+    keys = daily_partitions.get_partition_keys()
+    if "..." in text:
+        start, end = text.split("...", 1)
+        if start not in keys or end not in keys or start > end:
+            raise click.BadParameter(
+                f"{text}: days must lie between {keys[0]} and {keys[-1]}, start before end"
+            )
+        return keys[keys.index(start) : keys.index(end) + 1]
+    days = [day.strip() for day in text.split(",") if day.strip()]
+    unknown = [day for day in days if day not in keys]
+    if unknown:
+        raise click.BadParameter(
+            f"not a partition ({keys[0]} ... {keys[-1]}): {', '.join(unknown)}"
+        )
+    return days
+
+
+@main.command()
+@click.option("--missing", is_flag=True, help="Each asset's days that were never materialised.")
+@click.option("--failed", is_flag=True, help="Each asset's days whose last run failed.")
+@click.option("--range", "day_range", metavar="START...END", help="Every day of a range.")
+@click.option("--days", metavar="D1,D2,...", help="These days.")
+@click.option(
+    "--assets",
+    default="raw_races,raw_race_entries,race_features",
+    show_default=True,
+    help="Comma-separated assets.",
+)
+@click.option(
+    "--days-per-run",
+    type=click.IntRange(min=1),
+    help="Split into backfills of N days (raw days first, then features), one run each.",
+)
+@click.option("--wait", is_flag=True, help="Show progress until the backfill ends.")
+def backfill(
+    missing: bool,
+    failed: bool,
+    day_range: str | None,
+    days: str | None,
+    assets: str,
+    days_per_run: int | None,
+    wait: bool,
+) -> None:
+    """Launch a Dagster asset backfill of exactly the chosen days (runs on the daemon)."""
+    from feature_assets.backfills import RAW_ASSETS, chunks, launch_backfill
+    from feature_assets.day_status import ASSETS, days_by_state
+
+    if sum([missing, failed, day_range is not None, days is not None]) != 1:
+        raise click.UsageError("choose exactly one of --missing, --failed, --range, --days")
+    selected = [asset.strip() for asset in assets.split(",") if asset.strip()]
+    unknown = sorted(set(selected) - set(ASSETS))
+    if unknown:
+        raise click.BadParameter(f"unknown asset(s): {', '.join(unknown)}", param_hint="--assets")
+
+    with _instance() as instance:
+        if missing or failed:
+            states = days_by_state(instance, selected)
+            days_by_asset = {s.asset: (s.missing if missing else s.failed) for s in states}
+            title = "feature-assets: missing days" if missing else "feature-assets: failed days"
+        else:
+            chosen = _days_in(day_range or days or "")
+            days_by_asset = {asset: chosen for asset in selected}
+            title = f"feature-assets: {day_range or days}"
+        days_by_asset = {asset: d for asset, d in days_by_asset.items() if d}
+        if not days_by_asset:
+            click.echo("Nothing to backfill: every selected day is in place.")
+            return
+        _warn_without_daemon(instance)
+
+        if days_per_run is None:
+            backfill_ids = [launch_backfill(instance, days_by_asset, title)]
+        else:
+            raw_days = sorted({d for a in RAW_ASSETS for d in days_by_asset.get(a, [])})
+            backfill_ids = [
+                launch_backfill(instance, {a: chunk for a in RAW_ASSETS}, title)
+                for chunk in chunks(raw_days, days_per_run)
+            ]
+            if "race_features" in days_by_asset:
+                if backfill_ids:
+                    click.echo("Snapshotting the raw days first: features read them.")
+                    _follow(instance, backfill_ids)
+                backfill_ids += [
+                    launch_backfill(instance, {"race_features": chunk}, title)
+                    for chunk in chunks(days_by_asset["race_features"], days_per_run)
+                ]
+        for asset, asset_days in sorted(days_by_asset.items()):
+            click.echo(f"  {asset}: {len(asset_days)} day(s)")
+        click.echo(f"Launched backfill(s) {', '.join(backfill_ids)}; see Backfills in the UI.")
+        if wait:
+            progress = _follow(instance, backfill_ids)
+            sys.exit(1 if progress.failed else 0)
+
+
+def _warn_without_daemon(instance) -> None:
+    heartbeats = instance.get_daemon_heartbeats()
+    beat = heartbeats.get("BACKFILL")
+    if beat is None or time.time() - beat.timestamp > 120:
+        click.echo(
+            "Warning: no dagster-daemon is running for this instance; the backfill waits"
+            " until one starts (`dagster dev` or `dagster-daemon run`).",
+            err=True,
+        )
+
+
+def _follow(instance, backfill_ids: list[str]):
+    """Prints a progress bar until the backfills end; returns the last progress."""
+    from feature_assets.backfills import backfill_progress
+
+    while True:
+        progress = backfill_progress(instance, backfill_ids)
+        width = 30
+        filled = int(width * progress.done / max(progress.total, 1))
+        click.echo(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {progress.done}/{progress.total}"
+            f" asset-days done, {progress.failed} failed, {progress.running} running ",
+            nl=False,
+            err=True,
+        )
+        if progress.finished:
+            click.echo("", err=True)
+            return progress
+        time.sleep(2)

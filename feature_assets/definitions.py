@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
+from feature_assets.alerts import slack_on_run_failure
 from feature_assets.assets.features import race_features
 from feature_assets.assets.raw import raw_snapshot
 from feature_assets.partitions import daily_partitions
@@ -19,6 +20,7 @@ race_features_job = define_asset_job(
 defs = Definitions(
     assets=[raw_snapshot, race_features],
     jobs=[race_features_job],
+    sensors=[slack_on_run_failure],
     resources=build_resources(),
     # The steps run one after the other (features need the snapshot), so a process per step
     # buys no parallelism; it costs a Python start-up per step, and a step process orphaned by

@@ -26,6 +26,8 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from feature_assets.dates import compact_days
+
 PARTITION_COLUMN = "race_date"
 FILE_NAME = "data.parquet"
 HIVE_PARTITIONING = ds.partitioning(pa.schema([(PARTITION_COLUMN, pa.date32())]), flavor="hive")
@@ -65,8 +67,8 @@ class DailyParquetStorage:
         unexpected = sorted(set(row_days) - set(days))
         if unexpected:
             raise ValueError(
-                f"{table}: rows dated {_compact(unexpected)} lie outside the days being"
-                f" written ({_compact(sorted(days))})"
+                f"{table}: rows dated {compact_days(unexpected)} lie outside the days being"
+                f" written ({compact_days(sorted(days))})"
             )
         arrow = pa.Table.from_pandas(frame, preserve_index=False).drop_columns([PARTITION_COLUMN])
         sorted_days = np.array(sorted(days), dtype=str)
@@ -112,7 +114,7 @@ class DailyParquetStorage:
         missing = [day for day, info in zip(days, infos, strict=True) if not info.is_file]
         if missing:
             raise MissingDaysError(
-                f"{table} has no data for {len(missing)} day(s): {_compact(missing)};"
+                f"{table} has no data for {len(missing)} day(s): {compact_days(missing)};"
                 f" materialise them first (storage {self.url})"
             )
         dataset = ds.dataset(
@@ -140,21 +142,3 @@ def _stored_column_order(schema: pa.Schema, loaded: Sequence[str]) -> list[str]:
         return list(loaded)
     written = [column["name"] for column in json.loads(pandas_metadata)["columns"]]
     return [name for name in written if name in loaded]
-
-
-def _compact(days: Sequence[str]) -> str:
-    """'2024-01-01...2024-01-03, 2024-02-10': consecutive days as ranges."""
-    if not days:
-        return "none"
-    stamps = pd.to_datetime(list(days))
-    runs: list[str] = []
-    start = previous = stamps[0]
-    for stamp in list(stamps[1:]) + [None]:
-        if stamp is not None and stamp - previous == pd.Timedelta(days=1):
-            previous = stamp
-            continue
-        first, last = start.strftime("%Y-%m-%d"), previous.strftime("%Y-%m-%d")
-        runs.append(first if first == last else f"{first}...{last}")
-        if stamp is not None:
-            start = previous = stamp
-    return ", ".join(runs)

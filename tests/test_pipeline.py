@@ -4,11 +4,13 @@ import datetime as dt
 
 import pandas as pd
 import pytest
-from dagster import instance_for_test, materialize
+from dagster import AssetKey, instance_for_test, materialize
+from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
 from feature_assets import demo
 from feature_assets.assets.features import race_features
 from feature_assets.assets.raw import raw_snapshot
+from feature_assets.partitions import daily_partitions
 from feature_assets.resources import DailyParquetIOManager, SourceDatabase
 from feature_assets.storage import DailyParquetStorage
 from tests import reference
@@ -105,8 +107,12 @@ def test_features_need_their_history_materialised_first(valid_source, tmp_path):
     assert "has no data for 50 day(s): 2024-01-01...2024-02-19" in error.to_string()
 
 
-def test_invalid_days_fail_by_name_and_write_no_features(mysql_server, tmp_path):
+def test_invalid_days_fail_by_name_and_good_days_are_still_written(mysql_server, tmp_path):
     data = demo.generate(FIRST_DAY, days=60, races_per_day=12, invalid_races=5, seed=4)
+    bad_days = sorted(
+        {pd.Timestamp(str(r)[:8]).strftime("%Y-%m-%d") for r in data.invalid_race_ids}
+    )
+    all_days = [_day(i) for i in range(60)]
     with fresh_mysql_database(mysql_server) as url, instance_for_test() as instance:
         demo.load(url, data)
         result = _run(url, str(tmp_path), instance, ALL, _day(0), _day(59))
@@ -115,11 +121,25 @@ def test_invalid_days_fail_by_name_and_write_no_features(mysql_server, tmp_path)
         for race_id, rule in data.invalid_race_ids.items():
             day = pd.Timestamp(str(race_id)[:8]).strftime("%Y-%m-%d")
             assert f"{day}:" in message and f"race_id {race_id}: {rule}" in message
-        assert "5 day(s) have invalid races" in message
-        assert not (tmp_path / "race_features").exists()
+        assert f"Failure: invalid races on 5 day(s): {', '.join(bad_days)} (" in message
+
+        written = sorted(p.name.split("=")[1] for p in (tmp_path / "race_features").iterdir())
+        assert written == [day for day in all_days if day not in bad_days]
         assert len(list((tmp_path / "raw_races").iterdir())) == 60  # the snapshot stays whole
 
-        # a later valid day still computes: invalid races are left out of its history
-        valid_day = _day(59)
-        assert not any(str(r).startswith(valid_day.replace("-", "")) for r in data.invalid_race_ids)
-        assert _run(url, str(tmp_path), instance, [race_features], valid_day).success
+        statuses = instance.get_status_by_partition(
+            AssetKey("race_features"), all_days, daily_partitions
+        )
+        failed = sorted(d for d, s in statuses.items() if s == AssetPartitionStatus.FAILED)
+        assert failed == bad_days
+        assert sum(s == AssetPartitionStatus.MATERIALIZED for s in statuses.values()) == 55
+
+        # the good days are the same as when computed alone
+        good_day = next(day for day in reversed(all_days) if day not in bad_days)
+        stored = DailyParquetStorage(str(tmp_path)).read_days("race_features", [good_day])
+        alone = tmp_path / "alone"
+        assert _run(url, str(alone), instance, [raw_snapshot], _day(0), _day(59)).success
+        assert _run(url, str(alone), instance, [race_features], good_day).success
+        pd.testing.assert_frame_equal(
+            stored, DailyParquetStorage(str(alone)).read_days("race_features", [good_day])
+        )

@@ -2,8 +2,9 @@
 
 import datetime as dt
 
-from dagster import AssetExecutionContext, AssetOut, Output, multi_asset
+from dagster import AssetCheckSeverity, AssetExecutionContext, AssetOut, Output, multi_asset
 
+from feature_assets.assets.checks import NO_INVALID_RACES, check_result, invalid_races_by_day
 from feature_assets.partitions import backfill_policy, daily_partitions
 from feature_assets.resources import SourceDatabase
 
@@ -26,6 +27,7 @@ SOURCE_DATABASE_POOL = "source_database"
     backfill_policy=backfill_policy(),
     pool=SOURCE_DATABASE_POOL,
     can_subset=False,  # both tables come from one snapshot so that they agree
+    check_specs=[NO_INVALID_RACES],
 )
 def raw_snapshot(context: AssetExecutionContext, source: SourceDatabase):
     """Reads every day of the run through one connection and one query per table."""
@@ -39,3 +41,5 @@ def raw_snapshot(context: AssetExecutionContext, source: SourceDatabase):
     )
     yield Output(races, output_name="raw_races")
     yield Output(entries, output_name="raw_race_entries")
+    outcomes = invalid_races_by_day(races, entries, days)
+    yield check_result(context, NO_INVALID_RACES, outcomes, AssetCheckSeverity.WARN)

@@ -87,9 +87,10 @@ def find_invalid_races(races: pd.DataFrame, entries: pd.DataFrame) -> pd.DataFra
 def describe_violations(violations: pd.DataFrame) -> str:
     """A message naming every invalid day, race_id and the rules each race broke."""
     days = violations["race_date"].dt.strftime("%Y-%m-%d")
+    day_list = ", ".join(sorted(days.unique()))
     lines = [
-        f"{days.nunique()} day(s) have invalid races "
-        f"({violations['race_id'].nunique()} race(s)); their features are not written:"
+        f"invalid races on {days.nunique()} day(s): {day_list}"
+        f" ({violations['race_id'].nunique()} race(s)); race_features not written for them:"
     ]
     for day, of_day in violations.groupby(days, sort=True):
         lines.append(f"  {day}:")
