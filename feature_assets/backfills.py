@@ -64,9 +64,11 @@ def launch_backfill(
     }
     selectors = [
         PartitionsByAssetSelector(
-            AssetKey(asset),
-            PartitionsSelector(
-                ranges=[PartitionRangeSelector(start, end) for start, end in day_ranges(days)]
+            asset_key=AssetKey(asset),
+            partitions=PartitionsSelector(
+                ranges=[
+                    PartitionRangeSelector(start=start, end=end) for start, end in day_ranges(days)
+                ]
             ),
         )
         for asset, days in sorted(days_by_asset.items())

@@ -173,7 +173,12 @@ def backfill(
     wait: bool,
 ) -> None:
     """Launch a Dagster asset backfill of exactly the chosen days (runs on the daemon)."""
-    from feature_assets.backfills import RAW_ASSETS, chunks, launch_backfill
+    from feature_assets.backfills import (
+        RAW_ASSETS,
+        chunks,
+        launch_backfill,
+        with_raw_assets_together,
+    )
     from feature_assets.day_status import ASSETS, days_by_state
 
     if sum([missing, failed, day_range is not None, days is not None]) != 1:
@@ -192,7 +197,7 @@ def backfill(
             chosen = _days_in(day_range or days or "")
             days_by_asset = {asset: chosen for asset in selected}
             title = f"feature-assets: {day_range or days}"
-        days_by_asset = {asset: d for asset, d in days_by_asset.items() if d}
+        days_by_asset = with_raw_assets_together(days_by_asset)
         if not days_by_asset:
             click.echo("Nothing to backfill: every selected day is in place.")
             return

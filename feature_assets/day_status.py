@@ -55,7 +55,8 @@ def days_by_state(instance: DagsterInstance, assets: Iterable[str] = ASSETS) -> 
     keys = daily_partitions.get_partition_keys()
     result = []
     for asset in assets:
-        statuses = instance.get_status_by_partition(AssetKey(asset), keys, daily_partitions)
+        # None when the asset was never materialised at all
+        statuses = instance.get_status_by_partition(AssetKey(asset), keys, daily_partitions) or {}
         days = AssetDays(asset)
         for day in keys:
             status = statuses.get(day)

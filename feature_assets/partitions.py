@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from dagster import BackfillPolicy, DailyPartitionsDefinition, TimeWindowPartitionMapping
+import warnings
+
+from dagster import (
+    BackfillPolicy,
+    BetaWarning,
+    DailyPartitionsDefinition,
+    TimeWindowPartitionMapping,
+)
 
 from feature_assets import settings
 from feature_assets.racing.features import HISTORY_DAYS
+
+# Backfill policies are a Dagster beta feature that this design is built on.
+warnings.filterwarnings("ignore", category=BetaWarning, message=".*backfill_policy")
 
 daily_partitions = DailyPartitionsDefinition(
     start_date=settings.start_date(), timezone="Asia/Tokyo", fmt="%Y-%m-%d"

@@ -1,0 +1,91 @@
+"""`feature-assets backfill` targets exactly the chosen days of each asset (no daemon needed)."""
+
+import subprocess
+
+import pytest
+from dagster import AssetKey, DagsterInstance, instance_for_test
+
+from feature_assets.backfills import max_runtime_seconds, with_raw_assets_together
+from tests.test_commands import REPO, _environment
+
+
+def _targets(home) -> list[dict[str, list[str]]]:
+    with instance_for_test(temp_dir=str(home)) as instance:
+        return [_target_days(instance, b.backfill_id) for b in reversed(instance.get_backfills())]
+
+
+def _target_days(instance: DagsterInstance, backfill_id: str) -> dict[str, list[str]]:
+    subset = instance.get_backfill(backfill_id).asset_backfill_data.target_subset
+    return {
+        key.to_user_string(): sorted(subset.get_partitions_subset(key).get_partition_keys())
+        for key in subset.asset_keys
+    }
+
+
+def _backfill(env, *args):
+    return subprocess.run(
+        ["feature-assets", "backfill", *args], env=env, cwd=REPO, capture_output=True, text=True
+    )
+
+
+def test_a_range_targets_each_asset_on_exactly_those_days(tmp_path):
+    env = _environment(tmp_path)
+    run = _backfill(env, "--range", "2024-03-01...2024-03-03", "--assets", "race_features")
+    assert run.returncode == 0, run.stderr
+    assert "no dagster-daemon is running" in run.stderr
+    [target] = _targets(tmp_path / "dagster_home")
+    assert target == {"race_features": ["2024-03-01", "2024-03-02", "2024-03-03"]}
+
+
+def test_days_and_raw_assets_go_together(tmp_path):
+    env = _environment(tmp_path)
+    run = _backfill(env, "--days", "2024-01-05,2024-02-01", "--assets", "raw_races")
+    assert run.returncode == 0, run.stderr
+    [target] = _targets(tmp_path / "dagster_home")
+    assert target == {
+        "raw_races": ["2024-01-05", "2024-02-01"],
+        "raw_race_entries": ["2024-01-05", "2024-02-01"],
+    }
+
+
+def test_missing_days_after_moving_the_start_date_earlier(tmp_path):
+    env = _environment(tmp_path, FEATURE_ASSETS_START_DATE="2026-11-01")
+    assert _backfill(env, "--missing").returncode == 0
+    [first] = _targets(tmp_path / "dagster_home")
+    assert first["raw_races"][0] == "2026-11-01"
+    # pretend the first backfill's days were all materialised, then move the start earlier
+    with instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+        from dagster import AssetMaterialization
+
+        for asset, days in first.items():
+            for day in days:
+                instance.report_runless_asset_event(
+                    AssetMaterialization(asset_key=AssetKey(asset), partition=day)
+                )
+    env["FEATURE_ASSETS_START_DATE"] = "2026-10-25"
+    assert _backfill(env, "--missing").returncode == 0
+    second = _targets(tmp_path / "dagster_home")[1]
+    new_days = [f"2026-10-{d}" for d in range(25, 32)]
+    assert second == {asset: new_days for asset in first}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--range", "2024-01-05...2024-01-01"], "start before end"),
+        (["--days", "2023-12-31"], "not a partition"),
+        (["--missing", "--failed"], "exactly one of"),
+        (["--range", "2024-01-01...2024-01-02", "--assets", "features"], "unknown asset"),
+    ],
+)
+def test_bad_requests_are_named(tmp_path, args, message):
+    run = _backfill(_environment(tmp_path), *args)
+    assert run.returncode == 2 and message in run.stderr
+
+
+def test_runs_get_a_runtime_limit_from_their_size():
+    assert max_runtime_seconds(3650) > max_runtime_seconds(1) >= 600
+    assert with_raw_assets_together({"raw_races": ["b"], "raw_race_entries": ["a"]}) == {
+        "raw_races": ["a", "b"],
+        "raw_race_entries": ["a", "b"],
+    }

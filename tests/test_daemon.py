@@ -1,0 +1,154 @@
+"""Backfills through a real daemon: `feature-assets backfill`, status, and kill -9 of run workers.
+
+Starts `dagster dev` (webserver, daemon, code server) on the repo's workspace.yaml with a
+temporary instance that uses the repo's dagster_home/dagster.yaml.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+from feature_assets import demo
+from feature_assets.storage import DailyParquetStorage
+from tests.conftest import FIRST_DAY, fresh_mysql_database
+from tests.test_commands import REPO, _environment
+
+DAYS = 400
+
+
+def _wait_for(condition, timeout: float, what: str, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@contextlib.contextmanager
+def dagster_dev(env: dict, log: Path):
+    with open(log, "wb") as output:
+        server = subprocess.Popen(
+            ["dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-p", "0"],
+            env=env,
+            cwd=REPO,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
+        with DagsterInstance.get() as instance:
+            _wait_for(lambda: "BACKFILL" in instance.get_daemon_heartbeats(), 120, "the daemon")
+            yield instance
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        os.environ.pop("DAGSTER_HOME", None)
+
+
+def _feature_assets(env, *args, timeout=900):
+    return subprocess.run(
+        ["feature-assets", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _run_workers(home: Path) -> list[int]:
+    """Pids of the run worker processes of the instance in `home`."""
+    marker = f"DAGSTER_HOME={home}".encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if not proc.name.isdigit():
+                continue
+            cmdline = (proc / "cmdline").read_bytes()
+            if b"execute_run" in cmdline and marker in (proc / "environ").read_bytes().split(b"\0"):
+                pids.append(int(proc.name))
+    return pids
+
+
+@pytest.fixture(scope="module")
+def clean_features(mysql_server, tmp_path_factory):
+    """The source, and the features of a clean run to compare with."""
+    data = demo.generate(FIRST_DAY, days=DAYS, races_per_day=8, invalid_races=3, seed=17)
+    with fresh_mysql_database(mysql_server) as url:
+        demo.load(url, data)
+        yield url, data
+
+
+def test_backfill_with_killed_workers_ends_like_a_clean_run(clean_features, tmp_path):
+    url, data = clean_features
+    last = (pd.Timestamp(FIRST_DAY) + pd.Timedelta(days=DAYS - 1)).strftime("%Y-%m-%d")
+    bad_days = sorted(
+        {pd.Timestamp(str(r)[:8]).strftime("%Y-%m-%d") for r in data.invalid_race_ids}
+    )
+    env = _environment(
+        tmp_path,
+        FEATURE_ASSETS_SOURCE_URL=url,
+        FEATURE_ASSETS_STORAGE_URL=str(tmp_path / "parquet"),
+    )
+    home = Path(env["DAGSTER_HOME"])
+    with dagster_dev(env, tmp_path / "dagster_dev.log") as instance:
+        backfill = subprocess.Popen(
+            ["feature-assets", "backfill", "--range", f"2024-01-01...{last}", "--wait"],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        killed = []
+        for _ in range(2):  # kill the run worker twice, each time in the middle of its work
+            pid = _wait_for(
+                lambda: [p for p in _run_workers(home) if p not in killed], 180, "a run worker"
+            )[0]
+            time.sleep(3)
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        out, err = backfill.communicate(timeout=900)
+
+        assert backfill.returncode == 1, err[-3000:]  # the invalid days failed
+        assert "asset-days done" in err
+        runs = instance.get_runs(RunsFilter())
+        assert sum(r.status == DagsterRunStatus.FAILURE for r in runs) >= 2
+        assert any(r.tags.get("dagster/is_resume_retry") or r.parent_run_id for r in runs)
+
+        status = _feature_assets(env, "status", "--json")
+    assert status.returncode == 1  # failed days, and the days after the data are missing
+    by_asset = {entry["asset"]: entry for entry in json.loads(status.stdout)}
+    for raw in ("raw_races", "raw_race_entries"):
+        assert by_asset[raw]["failed"] == [] and by_asset[raw]["materialized"] == DAYS
+    features = by_asset["race_features"]
+    assert features["failed"] == bad_days
+    assert features["materialized"] == DAYS - len(bad_days)
+    assert set(features["errors"]) == set(bad_days)
+    assert all("invalid races on" in line for line in features["errors"].values())
+
+    # same files and values as a clean run, nothing half-written
+    storage = DailyParquetStorage(str(tmp_path / "parquet"))
+    days = [d.strftime("%Y-%m-%d") for d in pd.date_range(FIRST_DAY, periods=DAYS)]
+    good_days = [d for d in days if d not in bad_days]
+    stored = storage.read_days("race_features", good_days)
+    hidden = [p for p in (tmp_path / "parquet").rglob(".*")]
+    assert hidden == []
+    from feature_assets.racing.features import compute_race_features
+
+    expected = compute_race_features(data.races, data.entries, good_days)
+    pd.testing.assert_frame_equal(stored, expected)
