@@ -71,15 +71,18 @@ def _feature_assets(env, *args, timeout=900):
 
 
 def _run_workers(home: Path) -> list[int]:
-    """Pids of the run worker processes of the instance in `home`."""
+    """Pids of the run workers of the instance in `home`: the code server (`dagster api
+    grpc`) starts each run in a child process through multiprocessing's spawn."""
     marker = f"DAGSTER_HOME={home}".encode()
     pids = []
     for proc in Path("/proc").iterdir():
         with contextlib.suppress(OSError):
-            if not proc.name.isdigit():
+            if not proc.name.isdigit() or b"spawn_main" not in (proc / "cmdline").read_bytes():
                 continue
-            cmdline = (proc / "cmdline").read_bytes()
-            if b"execute_run" in cmdline and marker in (proc / "environ").read_bytes().split(b"\0"):
+            parent = (proc / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            parent_cmdline = Path(f"/proc/{parent}/cmdline").read_bytes()
+            environment = (proc / "environ").read_bytes().split(b"\0")
+            if b"grpc" in parent_cmdline and marker in environment:
                 pids.append(int(proc.name))
     return pids
 
