@@ -4,7 +4,8 @@ import datetime as dt
 
 import pandas as pd
 import pytest
-from dagster import AssetKey, instance_for_test, materialize
+from dagster import AssetCheckKey, AssetKey, instance_for_test, materialize
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
 from feature_assets import demo
@@ -49,6 +50,17 @@ def _run(source_url, storage_url, instance, assets, first, last=None):
 
 
 ALL = [raw_snapshot, race_features]
+
+
+def _check_days(instance, asset, check):
+    """(failing days, number of passing days) of a per-day asset check."""
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(AssetKey(asset), check), limit=1000
+    )
+    by_day = {r.partition: r.status for r in records if r.partition}
+    failing = sorted(d for d, s in by_day.items() if s == AssetCheckExecutionRecordStatus.FAILED)
+    passing = sum(s == AssetCheckExecutionRecordStatus.SUCCEEDED for s in by_day.values())
+    return failing, passing
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +145,11 @@ def test_invalid_days_fail_by_name_and_good_days_are_still_written(mysql_server,
         failed = sorted(d for d, s in statuses.items() if s == AssetPartitionStatus.FAILED)
         assert failed == bad_days
         assert sum(s == AssetPartitionStatus.MATERIALIZED for s in statuses.values()) == 55
+
+        # the per-day checks: the snapshot's warns on exactly the bad days, the features'
+        # passes on every day that was written
+        assert _check_days(instance, "raw_races", "no_invalid_races") == (bad_days, 55)
+        assert _check_days(instance, "race_features", "one_row_per_valid_entry") == ([], 55)
 
         # the good days are the same as when computed alone
         good_day = next(day for day in reversed(all_days) if day not in bad_days)

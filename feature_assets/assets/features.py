@@ -2,7 +2,6 @@
 
 import pandas as pd
 from dagster import (
-    AssetCheckEvaluation,
     AssetExecutionContext,
     AssetIn,
     AssetMaterialization,
@@ -12,7 +11,12 @@ from dagster import (
     asset,
 )
 
-from feature_assets.assets.checks import ONE_ROW_PER_VALID_ENTRY, check_result, feature_rows_by_day
+from feature_assets.assets.checks import (
+    ONE_ROW_PER_VALID_ENTRY,
+    check_result,
+    feature_rows_by_day,
+    log_day_evaluations,
+)
 from feature_assets.partitions import backfill_policy, daily_partitions, history_window
 from feature_assets.racing.features import compute_race_features
 from feature_assets.racing.quality import InvalidRacesError
@@ -46,16 +50,7 @@ def race_features(
         if good_days:
             features = _write_good_days(context, raw_races, raw_race_entries, good_days)
             outcomes = feature_rows_by_day(features, raw_races, raw_race_entries, good_days)
-            for day, (passed, metadata) in outcomes.items():
-                context.log_event(
-                    AssetCheckEvaluation(
-                        asset_key=context.asset_key,
-                        check_name=ONE_ROW_PER_VALID_ENTRY.name,
-                        passed=passed,
-                        metadata=metadata,
-                        partition=day,
-                    )
-                )
+            log_day_evaluations(context, ONE_ROW_PER_VALID_ENTRY, outcomes)
         raise Failure(
             description=str(err),
             metadata={
