@@ -45,23 +45,32 @@ START, END = "<!-- measured:start -->", "<!-- measured:end -->"
 
 
 def run_process(command: list[str], env: dict, log: Path) -> tuple[float, float]:
-    """Runs `command` to the end; returns (seconds, peak RSS in MB of its largest process)."""
+    """Runs `command` to the end; returns (seconds, peak RSS in MB of its largest process).
+
+    The peak is sampled from /proc (VmHWM, reset at exec): a forked child's ru_maxrss would
+    count this benchmark's own memory, copied into it before its exec.
+    """
+    marker = f"FEATURE_ASSETS_BENCH_PROCESS={time.monotonic_ns()}"
+    name, value = marker.split("=")
     started = time.perf_counter()
-    with open(log, "wb") as output:
-        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
+    with open(log, "wb") as output, PeakRss(marker) as peak:
+        process = subprocess.Popen(
+            command, env={**env, name: value}, stdout=output, stderr=subprocess.STDOUT
+        )
+        status = process.wait()
     seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
+    if status != 0:
         raise RuntimeError(f"{' '.join(command[:4])} failed; see {log}")
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, peak.peak_mb
 
 
 class PeakRss:
-    """Samples the peak RSS (VmHWM) of processes started while it is open that run with
-    `DAGSTER_HOME=home`: the run workers and step processes of a daemon backfill."""
+    """Samples the peak RSS (VmHWM) of the processes started while it is open whose
+    environment holds `marker` (NAME=value): a command and its children, or the run workers
+    of a daemon backfill (marker DAGSTER_HOME=...)."""
 
-    def __init__(self, home: Path):
-        self.marker = f"DAGSTER_HOME={home}".encode()
+    def __init__(self, marker: str):
+        self.marker = marker.encode()
         self.peak_mb = 0.0
         self._existing = {p.name for p in Path("/proc").iterdir()}
         self._stop = threading.Event()
@@ -76,7 +85,7 @@ class PeakRss:
         self._thread.join()
 
     def _sample(self):
-        while not self._stop.wait(0.2):
+        while not self._stop.wait(0.1):
             for proc in Path("/proc").iterdir():
                 if not proc.name.isdigit() or proc.name in self._existing:
                     continue
@@ -287,7 +296,7 @@ def daemon_backfill(work, source, first, last, counters, postgres_db=None, port=
                 {"assetKey": {"path": [asset]}, "partitions": span} for asset in SELECT.split(",")
             ]
         }
-        with PeakRss(home) as peak:
+        with PeakRss(f"DAGSTER_HOME={home}") as peak:
             launched = graphql(port, LAUNCH, {"params": params})["launchPartitionBackfill"]
             if "backfillId" not in launched:
                 raise RuntimeError(f"backfill not launched: {launched}")
@@ -335,18 +344,20 @@ def bare(work, source, first, last, counters) -> dict:
     return {"seconds": seconds, "rss_mb": rss, **counters.since(before), "stages": stages}
 
 
-def per_row(data: demo.DemoData, last: dt.date, sample_days: int = 2) -> dict:
-    """C: the per-row reference, as the original per-record code worked: a day at a time."""
+def per_row(data: demo.DemoData, last: dt.date, races_sampled: int = 12) -> dict:
+    """C: the per-row reference run per record, as the user's original code worked: each
+    race of the last day computed on its own from its 365-day history."""
     races, entries = reference.rows_of(data.races), reference.rows_of(data.entries)
+    window_start = last - dt.timedelta(days=365)
+    history_races = [r for r in races if window_start <= r["race_date"] < last]
+    history_ids = {r["race_id"] for r in history_races}
+    history = [e for e in entries if e["race_id"] in history_ids]
+    sample = [r for r in races if r["race_date"] == last][:races_sampled]
     seconds, count = 0.0, 0
-    for offset in range(sample_days):
-        day = last - dt.timedelta(days=offset)
-        window_start = day - dt.timedelta(days=365)
-        day_races = [r for r in races if window_start <= r["race_date"] <= day]
-        ids = {r["race_id"] for r in day_races}
-        day_entries = [e for e in entries if e["race_id"] in ids]
+    for race in sample:
+        field = [e for e in entries if e["race_id"] == race["race_id"]]
         started = time.perf_counter()
-        count += len(reference.features_of_day(day_races, day_entries, day))
+        count += len(reference.features_of_day(history_races + [race], history + field, last))
         seconds += time.perf_counter() - started
     return {"seconds_per_entry": seconds / max(count, 1), "entries": count}
 
@@ -423,7 +434,8 @@ def report(args, data, results: dict) -> str:
     lines += [
         "",
         f"C, the per-row reference: {c['seconds_per_entry'] * 1000:.2f} ms per entry"
-        f" (timed on {c['entries']} entries of the last days, each with its 365-day history);"
+        f" (timed on {c['entries']} entries of the last day, each race computed on its own"
+        f" from its 365-day history, as per-record code does);"
         f" B: {b_per_entry * 1e6:.1f} µs per entry end to end, so B is {speedup:,.1f}× faster"
         f" and A {a_speedup:,.1f}× faster (target ≥ 1,000×: {verdict(a_speedup >= 1000)}).",
         "",
