@@ -38,19 +38,24 @@ class BatchedPostgresEventLogStorage(PostgresEventLogStorage):
         )
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
-        planned = DagsterEventType.ASSET_MATERIALIZATION_PLANNED
-        if len(events) < 2 or any(event.dagster_event_type != planned for event in events):
+        planned_type = DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+        planned = [event for event in events if event.dagster_event_type == planned_type]
+        others = [event for event in events if event.dagster_event_type != planned_type]
+        if len(planned) < 2:
             super().store_event_batch(events)
             return
+        # the run's asset-check plans come in the same batch: stored as Dagster stores them
+        if others:
+            super().store_event_batch(others)
         with self._connect() as conn:
             inserted = conn.execute(
-                self.prepare_insert_event_batch(events).returning(SqlEventLogStorageTable.c.id)
+                self.prepare_insert_event_batch(planned).returning(SqlEventLogStorageTable.c.id)
             )
             event_ids = [int(row[0]) for row in inserted.fetchall()]
         latest_by_asset = {}
-        for event, event_id in zip(events, event_ids, strict=True):
+        for event, event_id in zip(planned, event_ids, strict=True):
             latest_by_asset[event.dagster_event.asset_key] = (event, event_id)
         with self.index_transaction() as conn:
-            self._store_asset_event_tags(conn, list(events), event_ids)
+            self._store_asset_event_tags(conn, planned, event_ids)
             for event, event_id in latest_by_asset.values():
                 self._store_asset_event(conn, event, event_id)
