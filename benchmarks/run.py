@@ -196,25 +196,27 @@ def fresh_postgres_database(host: str, name: str) -> str:
     return name
 
 
+def materialize_command(*partitions: str) -> list[str]:
+    """`dagster asset materialize` of the three assets for the given partition option."""
+    return [
+        shutil.which("dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "feature_assets.definitions",
+        "--select",
+        SELECT,
+        *partitions,
+    ]
+
+
 def ranged_run(work, name, source, first, last, counters, postgres_db=None) -> dict:
     home = instance_home(work, name, postgres_db)
     storage = work / name / "parquet"
     env = scenario_env(home, source, storage, first, batched_events=bool(postgres_db))
     before = counters.read()
     seconds, rss = run_process(
-        [
-            shutil.which("dagster"),
-            "asset",
-            "materialize",
-            "-m",
-            "feature_assets.definitions",
-            "--select",
-            SELECT,
-            "--partition-range",
-            f"{first}...{last}",
-        ],
-        env,
-        work / f"{name}.log",
+        materialize_command("--partition-range", f"{first}...{last}"), env, work / f"{name}.log"
     )
     return {
         "seconds": seconds,
@@ -230,17 +232,7 @@ def ranged_run(work, name, source, first, last, counters, postgres_db=None) -> d
 def single_day(work, ranged: dict, day: dt.date, counters) -> dict:
     before = counters.read()
     seconds, rss = run_process(
-        [
-            shutil.which("dagster"),
-            "asset",
-            "materialize",
-            "-m",
-            "feature_assets.definitions",
-            "--select",
-            SELECT,
-            "--partition",
-            day.isoformat(),
-        ],
+        materialize_command("--partition", day.isoformat()),
         ranged["env"],
         work / "single_day.log",
     )
