@@ -8,6 +8,9 @@ from dagster import (
     Failure,
     MetadataValue,
     Output,
+    TableColumn,
+    TableRecord,
+    TableSchema,
     asset,
 )
 
@@ -20,6 +23,7 @@ from feature_assets.assets.checks import (
 from feature_assets.partitions import backfill_policy, daily_partitions, history_window
 from feature_assets.racing.features import compute_race_features
 from feature_assets.racing.quality import InvalidRacesError
+from feature_assets.racing.summaries import feature_facts_by_day, feature_summary
 
 
 @asset(
@@ -37,6 +41,9 @@ def race_features(
     context: AssetExecutionContext, raw_races: pd.DataFrame, raw_race_entries: pd.DataFrame
 ):
     """One row per entry of the day's races: the contract's history and same-day features.
+
+    Each day records its rows, races, invalid races and each feature's share of NULLs; the
+    last day of a run also carries a summary table (NULL share, mean, min, max per feature).
 
     A day with an invalid race fails with a message naming each invalid race and rule. In a
     run of several days the other days are still written and recorded as materialised, so
@@ -59,6 +66,8 @@ def race_features(
             },
             allow_retries=False,  # the same data fails the same way
         ) from err
+    for day, metadata in day_metadata(features, raw_races, raw_race_entries, days).items():
+        context.add_asset_metadata(metadata, partition_key=day)
     yield Output(features)
     outcomes = feature_rows_by_day(features, raw_races, raw_race_entries, days)
     yield check_result(context, ONE_ROW_PER_VALID_ENTRY, outcomes)
@@ -74,14 +83,44 @@ def _write_good_days(
     features = compute_race_features(raw_races, raw_race_entries, good_days)
     storage = context.resources.io_manager.storage
     storage.write_days("race_features", features, good_days)
-    rows_per_day = features.groupby(features["race_date"].dt.strftime("%Y-%m-%d")).size()
+    metadata = day_metadata(features, raw_races, raw_race_entries, good_days)
     for day in good_days:
         context.log_event(
-            AssetMaterialization(
-                asset_key=context.asset_key,
-                partition=day,
-                metadata={"rows": int(rows_per_day.get(day, 0))},
-            )
+            AssetMaterialization(asset_key=context.asset_key, partition=day, metadata=metadata[day])
         )
     context.log.info(f"wrote the {len(good_days)} valid day(s) of the range")
     return features
+
+
+SUMMARY_SCHEMA = TableSchema(
+    columns=[
+        TableColumn("feature", "string"),
+        TableColumn("null_share", "float"),
+        TableColumn("mean", "float"),
+        TableColumn("min", "float"),
+        TableColumn("max", "float"),
+    ]
+)
+
+
+def day_metadata(
+    features: pd.DataFrame, races: pd.DataFrame, entries: pd.DataFrame, days: list[str]
+) -> dict[str, dict]:
+    """Each day's materialisation metadata; the run's last day gets the summary table."""
+    facts = feature_facts_by_day(features, races, entries, days)
+    metadata = {
+        day: {name: value for name, value in row.items() if pd.notna(value)}
+        for day, row in zip(facts.index, facts.to_dict("records"), strict=True)
+    }
+    last = max(days)
+    of_last_day = features[features["race_date"] == pd.Timestamp(last)]
+    metadata[last]["summary"] = summary_table(feature_summary(of_last_day))
+    return metadata
+
+
+def summary_table(summary: pd.DataFrame) -> MetadataValue:
+    records = [
+        TableRecord({k: (None if pd.isna(v) else v) for k, v in row.items()})
+        for row in summary.to_dict("records")
+    ]
+    return MetadataValue.table(records, schema=SUMMARY_SCHEMA)
