@@ -10,6 +10,12 @@
 unset: the embedded default keeps all its state beside the local Dagster instance.
 - FEATURE_ASSETS_DAYS_PER_RUN: days per run when a backfill is split into runs; default
   unset, one run for the whole range (see `days_per_run`).
+- FEATURE_ASSETS_DAILY_CRON: when the daily schedule runs, a cron expression in Asia/Tokyo
+  time; default `0 5 * * *` (05:00, when the evening's results are in).
+- FEATURE_ASSETS_RECHECK_DAYS: how many days before the new day the daily schedule
+  snapshots again to catch late corrections; default 7.
+- FEATURE_ASSETS_AUTOMATION: `on` starts the daily schedule and the correction sensor as
+  soon as a daemon loads the code (production); default off, switched on in the UI.
 """
 
 from __future__ import annotations
@@ -67,3 +73,21 @@ def days_per_run() -> int | None:
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"FEATURE_ASSETS_DAYS_PER_RUN must be a positive integer, got {value!r}")
     return int(value)
+
+
+def daily_cron() -> str:
+    return os.environ.get("FEATURE_ASSETS_DAILY_CRON", "").strip() or "0 5 * * *"
+
+
+def recheck_days() -> int:
+    value = os.environ.get("FEATURE_ASSETS_RECHECK_DAYS", "").strip() or "7"
+    if not value.isdigit():
+        raise ValueError(f"FEATURE_ASSETS_RECHECK_DAYS must be a whole number, got {value!r}")
+    return int(value)
+
+
+def automation_on() -> bool:
+    value = os.environ.get("FEATURE_ASSETS_AUTOMATION", "").strip().lower()
+    if value not in ("", "on", "off"):
+        raise ValueError(f"FEATURE_ASSETS_AUTOMATION must be on or off, got {value!r}")
+    return value == "on"

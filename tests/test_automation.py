@@ -1,0 +1,89 @@
+"""The daily schedule's runs, and the correction sensor's decisions, in process."""
+
+import datetime as dt
+
+from dagster import SkipReason, build_schedule_context, build_sensor_context, instance_for_test
+
+from feature_assets import demo
+from feature_assets.automation import (
+    CHANGED_DAYS_TAG,
+    daily_race_features,
+    recompute_after_corrections,
+)
+from feature_assets.definitions import defs
+from tests.conftest import FIRST_DAY
+from tests.test_day_metadata import _swap_first_two_finishers
+from tests.test_pipeline import ALL, _day, _run
+
+DAYS = 40
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+def _tick(instance, cursor=None):
+    context = build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    result = recompute_after_corrections(context)
+    return result, context.cursor
+
+
+def test_schedule_rechecks_the_days_before_then_runs_the_new_day():
+    # 05:00 in Tokyo on 2024-03-02 is 20:00 UTC the day before
+    when = dt.datetime(2024, 3, 1, 20, 0, tzinfo=dt.timezone.utc)
+    recheck, new_day = daily_race_features(build_schedule_context(scheduled_execution_time=when))
+    assert new_day.partition_key == "2024-03-01" and new_day.asset_selection is None
+    assert (recheck.tags[RANGE_START], recheck.tags[RANGE_END]) == ("2024-02-23", "2024-02-29")
+    assert [k.to_user_string() for k in recheck.asset_selection] == [
+        "raw_races",
+        "raw_race_entries",
+    ]
+    assert int(recheck.tags["dagster/priority"]) > 0  # corrections first, then the new day
+    # the first day has nothing before it to check again
+    first = dt.datetime(2024, 1, 1, 20, 0, tzinfo=dt.timezone.utc)
+    [only] = daily_race_features(build_schedule_context(scheduled_execution_time=first))
+    assert only.partition_key == "2024-01-01"
+    before = dt.datetime(2023, 12, 31, 20, 0, tzinfo=dt.timezone.utc)
+    assert isinstance(
+        daily_race_features(build_schedule_context(scheduled_execution_time=before)), SkipReason
+    )
+
+
+def test_only_a_changed_day_and_the_days_that_read_it_are_recomputed(mysql_url, tmp_path):
+    data = demo.generate(FIRST_DAY, days=DAYS, races_per_day=8, seed=9)
+    demo.load(mysql_url, data)
+    storage = str(tmp_path / "parquet")
+    with instance_for_test() as instance:
+        assert _run(mysql_url, storage, instance, ALL, _day(0), _day(DAYS - 1)).success
+        result, cursor = _tick(instance)
+        assert isinstance(result, SkipReason)  # the features came in the same run
+        assert cursor is not None
+
+        recheck = (_day(DAYS - 7), _day(DAYS - 1))
+        assert _run(mysql_url, storage, instance, [ALL[0]], *recheck).success
+        result, cursor = _tick(instance, cursor)
+        assert isinstance(result, SkipReason)  # nothing changed: nothing to recompute
+
+        corrected = DAYS - 5
+        race_id = int(data.races.loc[data.races["race_date"] == _day(corrected), "race_id"].iloc[0])
+        _swap_first_two_finishers(mysql_url, race_id)
+        assert _run(mysql_url, storage, instance, [ALL[0]], *recheck).success
+        [request], cursor = _tick(instance, cursor)
+        assert (request.tags[RANGE_START], request.tags[RANGE_END]) == (
+            _day(corrected),
+            _day(DAYS - 1),
+        )
+        assert request.tags[CHANGED_DAYS_TAG] == _day(corrected)
+        assert [k.to_user_string() for k in request.asset_selection] == ["race_features"]
+
+        assert _run(mysql_url, storage, instance, [ALL[1]], _day(corrected), _day(DAYS - 1)).success
+        result, _ = _tick(instance, cursor)
+        assert isinstance(result, SkipReason)
+
+
+def test_raw_days_stored_alone_get_their_features(mysql_url, tmp_path):
+    """A raw-only backfill (new days, no features yet): the sensor computes their features."""
+    data = demo.generate(FIRST_DAY, days=12, races_per_day=6, seed=10)
+    demo.load(mysql_url, data)
+    storage = str(tmp_path / "parquet")
+    with instance_for_test() as instance:
+        assert _run(mysql_url, storage, instance, [ALL[0]], _day(0), _day(11)).success
+        [request], _ = _tick(instance)
+        assert (request.tags[RANGE_START], request.tags[RANGE_END]) == (_day(0), _day(11))
