@@ -253,6 +253,20 @@ def load(url: str, data: DemoData) -> None:
         connection.commit()
 
 
+def append(url: str, data: DemoData) -> None:
+    """Add the rows of `data` to the tables at `url`, as a new race day arrives."""
+    location = SourceLocation.from_url(url)
+    if location.kind == "sqlite":
+        connection, marker = sqlite3.connect(location.database), "?"
+    else:
+        connection, marker = connect(location), "%s"
+    with contextlib.closing(connection):
+        cursor = connection.cursor()
+        _insert(cursor, "races", data.races[SOURCE_RACES_COLUMNS], marker)
+        _insert(cursor, "race_entries", data.entries[SOURCE_RACE_ENTRIES_COLUMNS], marker)
+        connection.commit()
+
+
 def create_mysql_database(location: SourceLocation) -> None:
     server = dataclasses.replace(location, database="mysql")
     with contextlib.closing(connect(server)) as connection, connection.cursor() as cursor:

@@ -1,0 +1,180 @@
+"""A backfill launched as the UI's "Materialize" dialog launches it, run by the daemon.
+
+Starts `dagster-webserver` and `dagster-daemon` on the repo's workspace.yaml with a
+PostgreSQL instance (run, schedule and event storage; events through the batching storage),
+sends the dialog's own `launchPartitionBackfill` mutation, and checks the days against both
+the UI's partition status and `feature-assets status`.
+"""
+
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import subprocess
+import urllib.request
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from feature_assets import demo
+from tests.conftest import fresh_mysql_database
+from tests.test_commands import REPO, _environment
+from tests.test_daemon import _feature_assets, _wait_for
+
+ASSETS = ["raw_races", "raw_race_entries", "race_features"]
+DAYS = 30
+
+# LaunchAssetChoosePartitionsDialog.tsx (dagster-ui), onLaunchAsBackfill: assets of the
+# global asset graph (the hidden asset job) are sent as assetSelection + partitionNames.
+LAUNCH = """mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $backfillParams) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+  }
+}"""
+BACKFILL = """query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } }
+}"""
+PARTITION_STATUS = """query($path: [String!]!) {
+  assetNodeOrError(assetKey: {path: $path}) {
+    ... on AssetNode {
+      assetPartitionStatuses {
+        ... on TimePartitionStatuses { ranges { status startKey endKey } }
+      }
+    }
+  }
+}"""
+
+
+def postgres_instance_yaml(postgres_db: dict) -> str:
+    """The repo's dagster.yaml with runs, schedules and events on PostgreSQL."""
+    config = yaml.safe_load((REPO / "dagster_home" / "dagster.yaml").read_text())
+    storage = {"config": {"postgres_db": postgres_db}}
+    config["run_storage"] = {
+        "module": "dagster_postgres.run_storage",
+        "class": "PostgresRunStorage",
+        **storage,
+    }
+    config["schedule_storage"] = {
+        "module": "dagster_postgres.schedule_storage",
+        "class": "PostgresScheduleStorage",
+        **storage,
+    }
+    config["event_log_storage"] = {
+        "module": "feature_assets.instance",
+        "class": "BatchedPostgresEventLogStorage",
+        **storage,
+    }
+    return yaml.safe_dump(config)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def graphql(port: int, query: str, variables: dict) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        body = json.loads(response.read())
+    assert "errors" not in body, body["errors"]
+    return body["data"]
+
+
+def _server_up(port: int) -> bool:
+    with contextlib.suppress(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def webserver_and_daemon(env: dict, logs: Path):
+    """`dagster-webserver` and `dagster-daemon run` as two processes; yields the port."""
+    port = _free_port()
+    workspace = str(REPO / "workspace.yaml")
+    commands = {
+        "webserver": ["dagster-webserver", "-w", workspace, "-h", "127.0.0.1", "-p", str(port)],
+        "daemon": ["dagster-daemon", "run", "-w", workspace],
+    }
+    processes = []
+    try:
+        for name, command in commands.items():
+            with open(logs / f"{name}.log", "wb") as log:
+                processes.append(
+                    subprocess.Popen(
+                        command,
+                        env=env,
+                        cwd=REPO,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+        _wait_for(lambda: _server_up(port), 120, "the webserver")
+        yield port
+    finally:
+        for process in processes:
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_ui_backfill_materialises_the_chosen_days(mysql_server, postgres_database, tmp_path):
+    yesterday = dt.datetime.now(ZoneInfo("Asia/Tokyo")).date() - dt.timedelta(days=1)
+    first = yesterday - dt.timedelta(days=DAYS - 1)
+    days = [(first + dt.timedelta(days=i)).isoformat() for i in range(DAYS)]
+    data = demo.generate(first, days=DAYS, races_per_day=6, seed=31)
+    with fresh_mysql_database(mysql_server) as url:
+        demo.load(url, data)
+        env = _environment(
+            tmp_path,
+            FEATURE_ASSETS_SOURCE_URL=url,
+            FEATURE_ASSETS_STORAGE_URL=str(tmp_path / "parquet"),
+            FEATURE_ASSETS_START_DATE=first.isoformat(),
+            DAGSTER_EVENT_BATCH_SIZE="1000",
+        )
+        Path(env["DAGSTER_HOME"], "dagster.yaml").write_text(
+            postgres_instance_yaml(postgres_database)
+        )
+        with webserver_and_daemon(env, tmp_path) as port:
+            params = {
+                "tags": [],
+                "assetSelection": [{"path": [asset]} for asset in ASSETS],
+                "partitionNames": days,
+                "fromFailure": False,
+            }
+            launched = graphql(port, LAUNCH, {"backfillParams": params})
+            launched = launched["launchPartitionBackfill"]
+            assert launched["__typename"] == "LaunchBackfillSuccess", launched
+
+            def finished():
+                status = graphql(port, BACKFILL, {"id": launched["backfillId"]})[
+                    "partitionBackfillOrError"
+                ]["status"]
+                return status if status.startswith("COMPLETED") or status == "FAILED" else None
+
+            assert _wait_for(finished, 600, "the backfill", every=2) == "COMPLETED_SUCCESS"
+            for asset in ASSETS:
+                node = graphql(port, PARTITION_STATUS, {"path": [asset]})["assetNodeOrError"]
+                ranges = node["assetPartitionStatuses"]["ranges"]
+                assert ranges == [
+                    {"status": "MATERIALIZED", "startKey": days[0], "endKey": days[-1]}
+                ], asset
+            status = _feature_assets(env, "status", "--json")
+    assert status.returncode == 0, status.stdout + status.stderr
+    for entry in json.loads(status.stdout):
+        assert entry["materialized"] == DAYS and entry["failed"] == [], entry
