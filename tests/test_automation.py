@@ -27,7 +27,7 @@ def _tick(instance, cursor=None):
 
 def test_schedule_rechecks_the_days_before_then_runs_the_new_day():
     # 05:00 in Tokyo on 2024-03-02 is 20:00 UTC the day before
-    when = dt.datetime(2024, 3, 1, 20, 0, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2024, 3, 1, 20, 0, tzinfo=dt.UTC)
     recheck, new_day = daily_race_features(build_schedule_context(scheduled_execution_time=when))
     assert new_day.partition_key == "2024-03-01" and new_day.asset_selection is None
     assert (recheck.tags[RANGE_START], recheck.tags[RANGE_END]) == ("2024-02-23", "2024-02-29")
@@ -37,10 +37,10 @@ def test_schedule_rechecks_the_days_before_then_runs_the_new_day():
     ]
     assert int(recheck.tags["dagster/priority"]) > 0  # corrections first, then the new day
     # the first day has nothing before it to check again
-    first = dt.datetime(2024, 1, 1, 20, 0, tzinfo=dt.timezone.utc)
+    first = dt.datetime(2024, 1, 1, 20, 0, tzinfo=dt.UTC)
     [only] = daily_race_features(build_schedule_context(scheduled_execution_time=first))
     assert only.partition_key == "2024-01-01"
-    before = dt.datetime(2023, 12, 31, 20, 0, tzinfo=dt.timezone.utc)
+    before = dt.datetime(2023, 12, 31, 20, 0, tzinfo=dt.UTC)
     assert isinstance(
         daily_race_features(build_schedule_context(scheduled_execution_time=before)), SkipReason
     )
