@@ -57,6 +57,7 @@ TIMEZONE = "Asia/Tokyo"
 TOKYO = ZoneInfo(TIMEZONE)
 RECORDS_PER_TICK = 1000
 CHANGED_DAYS_TAG = "feature_assets/changed_days"
+DAILY_TAG = "feature_assets/daily_runs_for"
 YET_TO_FINISH = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -74,7 +75,11 @@ def _iso(day: dt.date) -> str:
 
 
 def daily_run_requests(new_day: dt.date, recheck_days: int) -> list[RunRequest]:
-    """The re-snapshot of the days before `new_day` (if any), then the new day's run."""
+    """The re-snapshot of the days before `new_day` (if any), then the new day's run.
+
+    Both carry DAILY_TAG, by which the schedule sees that a day was already requested:
+    Dagster's run keys only deduplicate within one schedule tick.
+    """
     first_day = dt.date.fromisoformat(settings.start_date())
     if new_day < first_day:
         return []
@@ -86,10 +91,20 @@ def daily_run_requests(new_day: dt.date, recheck_days: int) -> list[RunRequest]:
             RunRequest(
                 run_key=f"recheck:{_iso(recheck_from)}...{last}",
                 asset_selection=[RAW_RACES, RAW_RACE_ENTRIES],
-                tags={**_range_tags(_iso(recheck_from), last), PRIORITY_TAG: "1"},
+                tags={
+                    **_range_tags(_iso(recheck_from), last),
+                    PRIORITY_TAG: "1",
+                    DAILY_TAG: _iso(new_day),
+                },
             )
         )
-    requests.append(RunRequest(run_key=f"new-day:{_iso(new_day)}", partition_key=_iso(new_day)))
+    requests.append(
+        RunRequest(
+            run_key=f"new-day:{_iso(new_day)}",
+            partition_key=_iso(new_day),
+            tags={DAILY_TAG: _iso(new_day)},
+        )
+    )
     return requests
 
 
@@ -111,6 +126,8 @@ def _schedule_status() -> DefaultScheduleStatus:
 )
 def daily_race_features(context: ScheduleEvaluationContext):
     new_day = context.scheduled_execution_time.astimezone(TOKYO).date() - dt.timedelta(days=1)
+    if context.instance.get_run_ids(RunsFilter(tags={DAILY_TAG: _iso(new_day)}), limit=1):
+        return SkipReason(f"the runs for {_iso(new_day)} were already requested")
     requests = daily_run_requests(new_day, settings.recheck_days())
     return requests or SkipReason(f"{_iso(new_day)} is before the first partition")
 

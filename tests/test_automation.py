@@ -3,10 +3,12 @@
 import datetime as dt
 
 from dagster import SkipReason, build_schedule_context, build_sensor_context, instance_for_test
+from dagster._core.test_utils import create_run_for_test
 
 from feature_assets import demo
 from feature_assets.automation import (
     CHANGED_DAYS_TAG,
+    JOB_NAME,
     daily_race_features,
     recompute_after_corrections,
 )
@@ -26,24 +28,28 @@ def _tick(instance, cursor=None):
 
 
 def test_schedule_rechecks_the_days_before_then_runs_the_new_day():
-    # 05:00 in Tokyo on 2024-03-02 is 20:00 UTC the day before
-    when = dt.datetime(2024, 3, 1, 20, 0, tzinfo=dt.UTC)
-    recheck, new_day = daily_race_features(build_schedule_context(scheduled_execution_time=when))
-    assert new_day.partition_key == "2024-03-01" and new_day.asset_selection is None
-    assert (recheck.tags[RANGE_START], recheck.tags[RANGE_END]) == ("2024-02-23", "2024-02-29")
-    assert [k.to_user_string() for k in recheck.asset_selection] == [
-        "raw_races",
-        "raw_race_entries",
-    ]
-    assert int(recheck.tags["dagster/priority"]) > 0  # corrections first, then the new day
-    # the first day has nothing before it to check again
-    first = dt.datetime(2024, 1, 1, 20, 0, tzinfo=dt.UTC)
-    [only] = daily_race_features(build_schedule_context(scheduled_execution_time=first))
-    assert only.partition_key == "2024-01-01"
-    before = dt.datetime(2023, 12, 31, 20, 0, tzinfo=dt.UTC)
-    assert isinstance(
-        daily_race_features(build_schedule_context(scheduled_execution_time=before)), SkipReason
-    )
+    def tick(when: dt.datetime, instance):
+        context = build_schedule_context(instance=instance, scheduled_execution_time=when)
+        return daily_race_features(context)
+
+    with instance_for_test() as instance:
+        # 05:00 in Tokyo on 2024-03-02 is 20:00 UTC the day before
+        when = dt.datetime(2024, 3, 1, 20, 0, tzinfo=dt.UTC)
+        recheck, new_day = tick(when, instance)
+        assert new_day.partition_key == "2024-03-01" and new_day.asset_selection is None
+        assert (recheck.tags[RANGE_START], recheck.tags[RANGE_END]) == ("2024-02-23", "2024-02-29")
+        assert [k.to_user_string() for k in recheck.asset_selection] == [
+            "raw_races",
+            "raw_race_entries",
+        ]
+        assert int(recheck.tags["dagster/priority"]) > 0  # corrections first, then the new day
+        # once a day's runs exist, another tick that day asks for nothing more
+        create_run_for_test(instance, job_name=JOB_NAME, tags=new_day.tags)
+        assert isinstance(tick(when + dt.timedelta(minutes=1), instance), SkipReason)
+        # the first day has nothing before it to check again; the day before it is no day
+        [only] = tick(dt.datetime(2024, 1, 1, 20, 0, tzinfo=dt.UTC), instance)
+        assert only.partition_key == "2024-01-01"
+        assert isinstance(tick(dt.datetime(2023, 12, 31, 20, tzinfo=dt.UTC), instance), SkipReason)
 
 
 def test_only_a_changed_day_and_the_days_that_read_it_are_recomputed(mysql_url, tmp_path):
