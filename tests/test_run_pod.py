@@ -1,0 +1,201 @@
+"""The Kubernetes Job of a backfill run, as K8sRunLauncher submits it with our Helm values.
+
+The instance is configured the way the chart's instance ConfigMap renders
+`runLauncher.config.k8sRunLauncher` (helm/dagster/templates/helpers/instance/
+_run-launcher.tpl), so Dagster's own config schema checks those values for the pinned
+version. The launcher posts the Job through the real kubernetes client to a stub API server
+on 127.0.0.1; the Job is then validated offline and strictly against the Kubernetes OpenAPI
+schema (kubernetes-validate).
+"""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import kubernetes_validate
+import pytest
+import yaml
+from dagster import instance_for_test
+from dagster._core.code_pointer import ModuleCodePointer
+from dagster._core.launcher import LaunchRunContext
+from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
+from dagster._core.test_utils import create_run_for_test
+
+from tests.test_commands import REPO
+
+KUBERNETES_VERSION = "1.33"  # GKE's regular channel
+VALUES = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
+SECRET_URL = "mysql://reader:S3cret-value@10.0.0.5:3306/races"
+
+
+class _JobsApi(BaseHTTPRequestHandler):
+    """Accepts job creation as the API server does and keeps what was posted."""
+
+    posted: list = []
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).posted.append((self.path, body))
+        reply = json.dumps(body).encode()
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def kube_api(tmp_path):
+    _JobsApi.posted = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _JobsApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "stub", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}
+        ],
+        "users": [{"name": "stub", "user": {}}],
+        "contexts": [{"name": "stub", "context": {"cluster": "stub", "user": "stub"}}],
+        "current-context": "stub",
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(kubeconfig))
+    yield path, _JobsApi.posted
+    server.shutdown()
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+def run_launcher_config(kubeconfig) -> dict:
+    """`run_launcher.config` as the chart renders it from runLauncher.config.k8sRunLauncher."""
+    launcher = VALUES["runLauncher"]["config"]["k8sRunLauncher"]
+    return {
+        "service_account_name": VALUES["serviceAccount"]["name"],
+        "instance_config_map": "dagster-instance",
+        "postgres_password_secret": "dagster-postgresql-secret",
+        "dagster_home": "/opt/dagster/dagster_home",
+        "image_pull_policy": "Always",
+        "job_namespace": "dagster",
+        "load_incluster_config": False,
+        "kubeconfig_file": str(kubeconfig),
+        "env_secrets": [secret["name"] for secret in launcher["envSecrets"]],
+        "env_vars": launcher["envVars"],
+        "run_k8s_config": {_snake(k): v for k, v in launcher["runK8sConfig"].items()},
+    }
+
+
+def code_location_origin() -> RepositoryPythonOrigin:
+    """The origin our user deployment reports, with the container context the chart gives
+    it (DAGSTER_CONTAINER_CONTEXT, includeConfigInLaunchedRuns)."""
+    [deployment] = VALUES["dagster-user-deployments"]["deployments"]
+    image = f"{deployment['image']['repository']}:{deployment['image']['tag']}"
+    context = {
+        "k8s": {
+            "env_secrets": [secret["name"] for secret in deployment["envSecrets"]],
+            "env_vars": [f"{var['name']}={var['value']}" for var in deployment["env"]],
+            "namespace": "dagster",
+            "service_account_name": VALUES["serviceAccount"]["name"],
+        }
+    }
+    module = deployment["dagsterApiGrpcArgs"][deployment["dagsterApiGrpcArgs"].index("-m") + 1]
+    return RepositoryPythonOrigin(
+        executable_path="/usr/local/bin/python",
+        code_pointer=ModuleCodePointer(module, "defs", working_directory="/app"),
+        container_image=image,
+        container_context=context,
+    )
+
+
+def test_backfill_run_becomes_a_valid_spot_job(kube_api, monkeypatch):
+    kubeconfig, posted = kube_api
+    monkeypatch.setenv("FEATURE_ASSETS_SOURCE_URL", SECRET_URL)  # present where the launcher runs
+    overrides = {
+        "run_launcher": {
+            "module": "dagster_k8s",
+            "class": "K8sRunLauncher",
+            "config": run_launcher_config(kubeconfig),
+        }
+    }
+    with instance_for_test(overrides=overrides) as instance:
+        run = create_run_for_test(
+            instance,
+            job_name="race_features_job",
+            job_code_origin=JobPythonOrigin("race_features_job", code_location_origin()),
+            tags={
+                "dagster/backfill": "abcdefgh",
+                "dagster/asset_partition_range_start": "2016-01-01",
+                "dagster/asset_partition_range_end": "2016-01-30",
+            },
+        )
+        instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+
+    [(path, job)] = posted
+    assert path == "/apis/batch/v1/namespaces/dagster/jobs"
+    kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
+
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    deployment = VALUES["dagster-user-deployments"]["deployments"][0]
+    assert container["image"] == f"{deployment['image']['repository']}:{deployment['image']['tag']}"
+    assert pod["nodeSelector"] == {"cloud.google.com/gke-spot": "true"}
+    assert {
+        "key": "cloud.google.com/gke-spot",
+        "operator": "Equal",
+        "value": "true",
+        "effect": "NoSchedule",
+    } in pod["tolerations"]
+    assert container["resources"]["requests"] == {"cpu": "1", "memory": "2Gi"}
+    assert pod["serviceAccountName"] == "dagster"
+    assert job["spec"]["backoffLimit"] == 0  # a lost pod fails the run; run retries decide
+
+    env = {var["name"]: var for var in container["env"]}
+    assert {"secretRef": {"name": "feature-assets-source"}} in container["envFrom"]
+    assert env["DAGSTER_PG_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == (
+        "dagster-postgresql-secret"
+    )
+    assert env["FEATURE_ASSETS_STORAGE_URL"]["value"].startswith("gs://")
+    assert env["DAGSTER_EVENT_BATCH_SIZE"]["value"] == "1000"
+    assert "FEATURE_ASSETS_SOURCE_URL" not in env and "SLACK_BOT_TOKEN" not in env
+    assert "S3cret-value" not in json.dumps(job)
+
+
+def _snake_keys(section: dict) -> dict:
+    return {_snake(k): v for k, v in section.items()}
+
+
+def test_instance_values_are_valid_dagster_instance_config(gcs_bucket):
+    """computeLogManager, dagsterDaemon.* and concurrency, rendered into dagster.yaml as the
+    chart's instance ConfigMap does, pass Dagster's own instance schema and build."""
+    logs = VALUES["computeLogManager"]
+    daemon = VALUES["dagsterDaemon"]
+    coordinator = daemon["runCoordinator"]
+    overrides = {
+        "compute_logs": {
+            "module": "dagster_gcp.gcs.compute_log_manager",
+            "class": logs["type"],
+            "config": {
+                **_snake_keys(logs["config"]["gcsComputeLogManager"]),
+                "bucket": gcs_bucket.name,
+            },
+        },
+        "run_coordinator": {"module": "dagster.core.run_coordinator", "class": coordinator["type"]},
+        "run_monitoring": _snake_keys(daemon["runMonitoring"]),
+        "run_retries": _snake_keys(daemon["runRetries"]),
+        "concurrency": {
+            "pools": _snake_keys(VALUES["concurrency"]["pools"]),
+            "runs": _snake_keys(VALUES["concurrency"]["runs"]),
+        },
+    }
+    with instance_for_test(overrides=overrides) as instance:
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 200
+        assert (
+            instance.run_retries_enabled and not instance.run_retries_retry_on_asset_or_op_failure
+        )
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 8
+        assert type(instance.compute_log_manager).__name__ == "GCSComputeLogManager"
