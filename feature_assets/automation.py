@@ -41,13 +41,13 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
     BACKFILL_ID_TAG,
-    PARTITION_NAME_TAG,
     PRIORITY_TAG,
 )
 
 from feature_assets import settings
 from feature_assets.assets.raw import CHANGED, NEW, RAW_RACE_ENTRIES, RAW_RACES
 from feature_assets.dates import compact_days, day_ranges
+from feature_assets.day_status import run_days
 from feature_assets.partitions import daily_partitions
 from feature_assets.racing.features import HISTORY_DAYS
 
@@ -145,14 +145,7 @@ def _run_days(instance: DagsterInstance, run: DagsterRun | None) -> set[str]:
         return set(target.get_partitions_subset(RACE_FEATURES).get_partition_keys())
     if run.asset_selection is not None and RACE_FEATURES not in run.asset_selection:
         return set()
-    if PARTITION_NAME_TAG in run.tags:
-        return {run.tags[PARTITION_NAME_TAG]}
-    first = run.tags.get(ASSET_PARTITION_RANGE_START_TAG)
-    last = run.tags.get(ASSET_PARTITION_RANGE_END_TAG)
-    if not (first and last):
-        return set()
-    span = (dt.date.fromisoformat(last) - dt.date.fromisoformat(first)).days
-    return {_iso(dt.date.fromisoformat(first) + dt.timedelta(days=i)) for i in range(span + 1)}
+    return run_days(run.tags)
 
 
 def _reading_days(day: str, last_day: str) -> list[str]:
