@@ -11,6 +11,15 @@ import time
 import click
 
 from feature_assets import settings
+from feature_assets.planning import (
+    DAYS_PER_RUN_CHOICES,
+    DEFAULT_SECONDS_PER_DAY,
+    MACHINES,
+    Cluster,
+    best_plan,
+    estimate,
+    measured_seconds_per_day,
+)
 
 
 @click.group()
@@ -256,3 +265,59 @@ def _follow(instance, backfill_ids: list[str]):
             click.echo("", err=True)
             return progress
         time.sleep(2)
+
+
+@main.command()
+@click.option("--days", type=click.IntRange(min=1), required=True, help="Days to backfill.")
+@click.option(
+    "--seconds-per-day",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Compute seconds per day of a run (default: measured, else the benchmarks' figure).",
+)
+@click.option(
+    "--from-history", is_flag=True, help="Measure seconds per day in this instance's runs."
+)
+@click.option("--days-per-run", type=click.IntRange(min=1), help="Default: the fastest choice.")
+@click.option("--machine", type=click.Choice(sorted(MACHINES)), default="e2-standard-4")
+@click.option("--spot/--on-demand", default=True, show_default=True)
+@click.option("--vcpu-quota", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--max-concurrent-runs", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--source-pool", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--vcpu-per-run", type=click.FloatRange(min=0.25), default=1.0, show_default=True)
+@click.option("--pod-start", type=click.FloatRange(min=0), default=45.0, show_default=True)
+def plan(
+    days: int,
+    seconds_per_day: float | None,
+    from_history: bool,
+    days_per_run: int | None,
+    **cluster_options,
+) -> None:
+    """Estimate runs, pods, vCPU, nodes, wall time and cost of a backfill on GKE."""
+    source = "given"
+    if from_history:
+        with _instance() as instance:
+            seconds_per_day = measured_seconds_per_day(instance)
+        if seconds_per_day is None:
+            raise click.UsageError("--from-history: this instance has no finished runs yet")
+        source = "measured in this instance's finished runs"
+    elif seconds_per_day is None:
+        seconds_per_day, source = DEFAULT_SECONDS_PER_DAY, "from benchmarks/RESULTS.md"
+    cluster = Cluster(**cluster_options)
+    chosen = (
+        estimate(days, days_per_run, seconds_per_day, cluster)
+        if days_per_run
+        else best_plan(days, seconds_per_day, cluster)
+    )
+    click.echo(chosen.describe())
+    click.echo(
+        f"(seconds per day {source}; {cluster.machine}, {'Spot' if cluster.spot else 'on-demand'})"
+    )
+    click.echo("\ndays per run   runs   wall min   cost $")
+    for choice in sorted({*DAYS_PER_RUN_CHOICES, days}):
+        if choice <= days:
+            other = estimate(days, choice, seconds_per_day, cluster)
+            mark = " <- recommended" if choice == chosen.days_per_run and not days_per_run else ""
+            click.echo(
+                f"{choice:>12} {other.runs:>6} {other.wall_seconds / 60:>10.1f}"
+                f" {other.cost_usd:>8.2f}{mark}"
+            )
