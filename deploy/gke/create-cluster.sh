@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Creates (or completes) everything the GKE deployment needs, step by step, idempotently:
+# APIs, CPU-quota preflight, Artifact Registry, bucket, Cloud SQL (PostgreSQL) for the
+# Dagster instance, a zonal cluster without node auto-upgrade and with a maintenance
+# exclusion, a small on-demand system pool, a Spot pool for runs that scales from zero,
+# Workload Identity with read-write access to the bucket, the namespace and its secrets.
+#
+#   PROJECT_ID=my-project deploy/gke/create-cluster.sh --dry-run   # print, change nothing
+#   PROJECT_ID=my-project deploy/gke/create-cluster.sh
+#
+# Options: --dry-run; --ignore-quota (create even if the quota is short).
+# Secrets, read from the environment when the secrets are created (never printed):
+#   FEATURE_ASSETS_SOURCE_URL (mysql://user:password@host:3306/db), DAGSTER_PG_PASSWORD,
+#   SLACK_BOT_TOKEN (optional).
+# Other settings and their defaults: deploy/gke/common.sh. README: "Run it on GKE".
+
+IGNORE_QUOTA=0 ASSUME_EXISTS=0
+handle_option() { [[ "$1" == --ignore-quota ]] && IGNORE_QUOTA=1; }
+source "$(dirname "$0")/common.sh"
+
+EXCLUSION_DAYS="${EXCLUSION_DAYS:-30}"  # no upgrade of any kind starts in this window
+
+preflight_quota() {
+  local machine_vcpus needed available
+  machine_vcpus="$(sed -E 's/.*-([0-9]+)$/\1/' <<<"$SPOT_MACHINE")"
+  needed=$(( SPOT_MAX_NODES * machine_vcpus + 2 ))  # Spot pool at its maximum + system node
+  if (( DRY_RUN )) && ! have_gcloud; then
+    echo "# quota not checked (no logged-in gcloud): the plan needs ${needed} vCPUs in ${REGION}"
+    return
+  fi
+  local region
+  region="$(gcloud compute regions describe "$REGION" --project "$PROJECT_ID" --format json)" || {
+    echo "cannot read the CPU quota of ${REGION} (gcloud above); log in: gcloud auth login" >&2
+    exit 1
+  }
+  available="$(python3 <<<"$region" -c '
+import json, sys
+quotas = {q["metric"]: q for q in json.load(sys.stdin)["quotas"]}
+# Spot VMs count against PREEMPTIBLE_CPUS when the region has that quota, else CPUS
+quota = quotas.get("PREEMPTIBLE_CPUS") or quotas["CPUS"]
+if quota["limit"] == 0 and "CPUS" in quotas:
+    quota = quotas["CPUS"]
+print(quota["metric"], int(quota["limit"] - quota["usage"]))')"
+  local metric=${available% *} free=${available#* }
+  echo "# quota ${metric} in ${REGION}: ${free} vCPUs free, the plan needs ${needed}"
+  if (( free < needed )); then
+    echo "The Spot pool could only reach $(( (free - 2) / machine_vcpus )) of ${SPOT_MAX_NODES} nodes." >&2
+    echo "Request ${metric} >= ${needed} in ${REGION}:" \
+      "https://console.cloud.google.com/iam-admin/quotas?project=${PROJECT_ID}" \
+      "(or lower SPOT_MAX_NODES; feature-assets plan --vcpu-quota ${free} shows the cost in time)." >&2
+    (( IGNORE_QUOTA )) || exit 1
+  fi
+}
+
+echo "# project ${PROJECT_ID}, zone ${ZONE}, cluster ${CLUSTER}, bucket gs://${BUCKET}"
+run gcloud services enable container.googleapis.com sqladmin.googleapis.com \
+  artifactregistry.googleapis.com servicenetworking.googleapis.com --project "$PROJECT_ID"
+preflight_quota
+
+exists gcloud artifacts repositories describe "$REPOSITORY" --location "$REGION" --project "$PROJECT_ID" ||
+  run gcloud artifacts repositories create "$REPOSITORY" --repository-format docker \
+    --location "$REGION" --project "$PROJECT_ID"
+
+exists gcloud storage buckets describe "gs://${BUCKET}" --project "$PROJECT_ID" ||
+  run gcloud storage buckets create "gs://${BUCKET}" --location "$REGION" \
+    --uniform-bucket-level-access --project "$PROJECT_ID"
+
+# Cloud SQL on a private IP in the default network (peering made once per network).
+exists gcloud compute addresses describe google-managed-services-default --global --project "$PROJECT_ID" || {
+  run gcloud compute addresses create google-managed-services-default --global \
+    --purpose VPC_PEERING --prefix-length 16 --network default --project "$PROJECT_ID"
+  run gcloud services vpc-peerings connect --service servicenetworking.googleapis.com \
+    --ranges google-managed-services-default --network default --project "$PROJECT_ID"
+}
+exists gcloud sql instances describe "$SQL_INSTANCE" --project "$PROJECT_ID" || {
+  run gcloud sql instances create "$SQL_INSTANCE" --database-version POSTGRES_15 \
+    --tier db-custom-1-3840 --region "$REGION" --network default --no-assign-ip --project "$PROJECT_ID"
+  run gcloud sql databases create dagster --instance "$SQL_INSTANCE" --project "$PROJECT_ID"
+  run gcloud sql users create dagster --instance "$SQL_INSTANCE" --project "$PROJECT_ID" \
+    --password "$(secret DAGSTER_PG_PASSWORD)"
+}
+
+# No release channel, so node auto-upgrade can be off; the control plane still upgrades
+# itself, except inside the maintenance exclusion (renew it before a long backfill).
+exclusion_start="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+exclusion_end="$(date -u -d "+${EXCLUSION_DAYS} days" +%Y-%m-%dT%H:%M:%SZ)"
+if exists gcloud container clusters describe "$CLUSTER" --zone "$ZONE" --project "$PROJECT_ID"; then
+  run gcloud container clusters update "$CLUSTER" --zone "$ZONE" --project "$PROJECT_ID" \
+    --add-maintenance-exclusion-name "backfills-${exclusion_start:0:10}" \
+    --add-maintenance-exclusion-start "$exclusion_start" --add-maintenance-exclusion-end "$exclusion_end"
+else
+  run gcloud container clusters create "$CLUSTER" --zone "$ZONE" --project "$PROJECT_ID" \
+    --release-channel None --no-enable-autoupgrade \
+    --workload-pool "${PROJECT_ID}.svc.id.goog" \
+    --node-pool-name system --machine-type "$SYSTEM_MACHINE" --num-nodes 1 \
+    --add-maintenance-exclusion-name "backfills-${exclusion_start:0:10}" \
+    --add-maintenance-exclusion-start "$exclusion_start" --add-maintenance-exclusion-end "$exclusion_end"
+fi
+
+exists gcloud container node-pools describe spot-runs --cluster "$CLUSTER" --zone "$ZONE" --project "$PROJECT_ID" ||
+  run gcloud container node-pools create spot-runs --cluster "$CLUSTER" --zone "$ZONE" \
+    --project "$PROJECT_ID" --spot --machine-type "$SPOT_MACHINE" \
+    --enable-autoscaling --num-nodes 0 --min-nodes 0 --max-nodes "$SPOT_MAX_NODES" \
+    --no-enable-autoupgrade --workload-metadata GKE_METADATA \
+    --node-taints cloud.google.com/gke-spot=true:NoSchedule
+
+# Workload Identity: the pods' Kubernetes service account acts as a Google one that may
+# read and write the bucket. No key file exists anywhere.
+exists gcloud iam service-accounts describe "$GSA" --project "$PROJECT_ID" ||
+  run gcloud iam service-accounts create feature-assets --project "$PROJECT_ID" \
+    --display-name "feature_assets runs"
+run gcloud storage buckets add-iam-policy-binding "gs://${BUCKET}" \
+  --member "serviceAccount:${GSA}" --role roles/storage.objectAdmin --project "$PROJECT_ID"
+run gcloud iam service-accounts add-iam-policy-binding "$GSA" --project "$PROJECT_ID" \
+  --role roles/iam.workloadIdentityUser \
+  --member "serviceAccount:${PROJECT_ID}.svc.id.goog[${NAMESPACE}/dagster]"
+
+run gcloud container clusters get-credentials "$CLUSTER" --zone "$ZONE" --project "$PROJECT_ID"
+if (( DRY_RUN )); then
+  echo "+ kubectl create namespace ${NAMESPACE} (if missing) and apply secrets" \
+    "feature-assets-source (FEATURE_ASSETS_SOURCE_URL, SLACK_BOT_TOKEN) and" \
+    "dagster-postgresql-secret (postgresql-password) from the environment"
+else
+  : "${FEATURE_ASSETS_SOURCE_URL:?set FEATURE_ASSETS_SOURCE_URL for the secret}"
+  : "${DAGSTER_PG_PASSWORD:?set DAGSTER_PG_PASSWORD for the secret}"
+  kubectl get namespace "$NAMESPACE" >/dev/null 2>&1 || kubectl create namespace "$NAMESPACE"
+  kubectl -n "$NAMESPACE" create secret generic feature-assets-source \
+    --from-literal "FEATURE_ASSETS_SOURCE_URL=${FEATURE_ASSETS_SOURCE_URL}" \
+    ${SLACK_BOT_TOKEN:+--from-literal "SLACK_BOT_TOKEN=${SLACK_BOT_TOKEN}"} \
+    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl -n "$NAMESPACE" create secret generic dagster-postgresql-secret \
+    --from-literal "postgresql-password=${DAGSTER_PG_PASSWORD}" \
+    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  echo "secrets applied in namespace ${NAMESPACE}"
+fi
+echo "# next: build and push the image, then helm upgrade --install (README, Run it on GKE)"
