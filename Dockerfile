@@ -1,0 +1,23 @@
+# The code-location image: serves feature_assets.definitions over gRPC on port 3030, as the
+# official Dagster Helm chart's user deployments expect (dagsterApiGrpcArgs in
+# deploy/helm/values.yaml); the K8sRunLauncher starts each run's pod from the same image.
+# No data inside: runs read and write Parquet on GCS day by day.
+FROM python:3.11.7-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY deploy/requirements.lock /app/deploy/requirements.lock
+RUN pip install --no-deps -r deploy/requirements.lock
+COPY pyproject.toml README.md /app/
+COPY feature_assets /app/feature_assets
+RUN pip install --no-deps . \
+    && useradd --create-home --uid 10001 dagster
+
+USER 10001
+EXPOSE 3030
+# The chart passes its own arguments (dagster api grpc ...); this is the same for `docker run`.
+CMD ["dagster", "api", "grpc", "-h", "0.0.0.0", "-p", "3030", "-m", "feature_assets.definitions"]

@@ -1,0 +1,60 @@
+"""A Slack message for every failed run: which assets, which days, why, and a link.
+
+On when SLACK_BOT_TOKEN and FEATURE_ASSETS_SLACK_CHANNEL are set in the daemon's
+environment, silent otherwise. FEATURE_ASSETS_UI_URL is the base of the run link
+(default http://localhost:3000).
+"""
+
+import os
+
+from dagster import (
+    DagsterEventType,
+    DefaultSensorStatus,
+    RunFailureSensorContext,
+    SkipReason,
+    run_failure_sensor,
+)
+from dagster_slack import SlackResource
+
+from feature_assets.dates import compact_days
+from feature_assets.day_status import first_error_line, run_days
+
+SLACK_API_URL_VARIABLE = "FEATURE_ASSETS_SLACK_API_URL"  # for a proxy, or a test server
+
+
+def failure_message(context: RunFailureSensorContext) -> str:
+    run = context.dagster_run
+    assets = sorted(key.to_user_string() for key in run.asset_selection or _planned(context))
+    days = sorted(run_days(run.tags))
+    ui_url = os.environ.get("FEATURE_ASSETS_UI_URL", "http://localhost:3000").rstrip("/")
+    error = first_error_line(context.instance, run.run_id).split(": ", 1)[-1]
+    return (
+        f":red_circle: feature_assets run failed: {', '.join(assets) or run.job_name}\n"
+        f"days: {compact_days(days) if days else 'none'}\n"
+        f"error: {error}\n"
+        f"{ui_url}/runs/{run.run_id}"
+    )
+
+
+def _planned(context: RunFailureSensorContext) -> set:
+    """The assets a run set out to materialise (for runs without an asset selection)."""
+    records = context.instance.get_records_for_run(
+        context.dagster_run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+    ).records
+    return {record.event_log_entry.dagster_event.asset_key for record in records}
+
+
+@run_failure_sensor(
+    name="slack_on_run_failure",
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Posts each failed run to Slack when SLACK_BOT_TOKEN is set.",
+)
+def slack_on_run_failure(context: RunFailureSensorContext):
+    token = os.environ.get("SLACK_BOT_TOKEN")
+    channel = os.environ.get("FEATURE_ASSETS_SLACK_CHANNEL")
+    if not token or not channel:
+        return SkipReason("SLACK_BOT_TOKEN or FEATURE_ASSETS_SLACK_CHANNEL is not set")
+    client = SlackResource(token=token).get_client()
+    if os.environ.get(SLACK_API_URL_VARIABLE):
+        client.base_url = os.environ[SLACK_API_URL_VARIABLE].rstrip("/") + "/"
+    client.chat_postMessage(channel=channel, text=failure_message(context))

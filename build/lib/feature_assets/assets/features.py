@@ -1,0 +1,126 @@
+"""race_features: point-in-time features of every entry of the day's races."""
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetMaterialization,
+    Failure,
+    MetadataValue,
+    Output,
+    TableColumn,
+    TableRecord,
+    TableSchema,
+    asset,
+)
+
+from feature_assets.assets.checks import (
+    ONE_ROW_PER_VALID_ENTRY,
+    check_result,
+    feature_rows_by_day,
+    log_day_evaluations,
+)
+from feature_assets.partitions import backfill_policy, daily_partitions, history_window
+from feature_assets.racing.features import compute_race_features
+from feature_assets.racing.quality import InvalidRacesError
+from feature_assets.racing.summaries import feature_facts_by_day, feature_summary
+
+
+@asset(
+    partitions_def=daily_partitions,
+    backfill_policy=backfill_policy(),
+    ins={
+        "raw_races": AssetIn(partition_mapping=history_window),
+        "raw_race_entries": AssetIn(partition_mapping=history_window),
+    },
+    required_resource_keys={"io_manager"},
+    group_name="features",
+    check_specs=[ONE_ROW_PER_VALID_ENTRY],
+)
+def race_features(
+    context: AssetExecutionContext, raw_races: pd.DataFrame, raw_race_entries: pd.DataFrame
+):
+    """One row per entry of the day's races: the contract's history and same-day features.
+
+    Each day records its rows, races, invalid races and each feature's share of NULLs; the
+    last day of a run also carries a summary table (NULL share, mean, min, max per feature).
+
+    A day with an invalid race fails with a message naming each invalid race and rule. In a
+    run of several days the other days are still written and recorded as materialised, so
+    partition status ends with exactly the bad days failed: nobody has to split the range.
+    """
+    days = context.partition_keys
+    try:
+        features = compute_race_features(raw_races, raw_race_entries, days)
+    except InvalidRacesError as err:
+        good_days = sorted(set(days) - set(err.invalid_days))
+        if good_days:
+            features = _write_good_days(context, raw_races, raw_race_entries, good_days)
+            outcomes = feature_rows_by_day(features, raw_races, raw_race_entries, good_days)
+            log_day_evaluations(context, ONE_ROW_PER_VALID_ENTRY, outcomes)
+        raise Failure(
+            description=str(err),
+            metadata={
+                "invalid_days": MetadataValue.text(", ".join(err.invalid_days)),
+                "invalid_races": len(err.violations["race_id"].unique()),
+            },
+            allow_retries=False,  # the same data fails the same way
+        ) from err
+    for day, metadata in day_metadata(features, raw_races, raw_race_entries, days).items():
+        context.add_asset_metadata(metadata, partition_key=day)
+    yield Output(features)
+    outcomes = feature_rows_by_day(features, raw_races, raw_race_entries, days)
+    yield check_result(context, ONE_ROW_PER_VALID_ENTRY, outcomes)
+
+
+def _write_good_days(
+    context: AssetExecutionContext,
+    raw_races: pd.DataFrame,
+    raw_race_entries: pd.DataFrame,
+    good_days: list[str],
+) -> pd.DataFrame:
+    """Stores the valid days of a failing range and records each as materialised."""
+    features = compute_race_features(raw_races, raw_race_entries, good_days)
+    storage = context.resources.io_manager.storage
+    storage.write_days("race_features", features, good_days)
+    metadata = day_metadata(features, raw_races, raw_race_entries, good_days)
+    for day in good_days:
+        context.log_event(
+            AssetMaterialization(asset_key=context.asset_key, partition=day, metadata=metadata[day])
+        )
+    context.log.info(f"wrote the {len(good_days)} valid day(s) of the range")
+    return features
+
+
+SUMMARY_SCHEMA = TableSchema(
+    columns=[
+        TableColumn("feature", "string"),
+        TableColumn("null_share", "float"),
+        TableColumn("mean", "float"),
+        TableColumn("min", "float"),
+        TableColumn("max", "float"),
+    ]
+)
+
+
+def day_metadata(
+    features: pd.DataFrame, races: pd.DataFrame, entries: pd.DataFrame, days: list[str]
+) -> dict[str, dict]:
+    """Each day's materialisation metadata; the run's last day gets the summary table."""
+    facts = feature_facts_by_day(features, races, entries, days)
+    metadata = {
+        day: {name: value for name, value in row.items() if pd.notna(value)}
+        for day, row in zip(facts.index, facts.to_dict("records"), strict=True)
+    }
+    last = max(days)
+    of_last_day = features[features["race_date"] == pd.Timestamp(last)]
+    metadata[last]["summary"] = summary_table(feature_summary(of_last_day))
+    return metadata
+
+
+def summary_table(summary: pd.DataFrame) -> MetadataValue:
+    records = [
+        TableRecord({k: (None if pd.isna(v) else v) for k, v in row.items()})
+        for row in summary.to_dict("records")
+    ]
+    return MetadataValue.table(records, schema=SUMMARY_SCHEMA)

@@ -1,0 +1,112 @@
+"""raw_races and raw_race_entries: a faithful daily snapshot of the source tables.
+
+Each day's materialisation records its rows and a content hash of the day (races and
+entries together), and whether that content is new, unchanged or changed since the day's
+previous snapshot. The hash is per day, not a Dagster data version: in a run of many days
+Dagster gives every day of an output the same data version, and it does not track
+staleness across more than 100 upstream partitions (a feature day reads 366 raw days;
+`SKIP_PARTITION_DATA_VERSION_DEPENDENCY_THRESHOLD` in dagster/_core/definitions/
+data_version.py). `feature_assets.automation` acts on changed days instead.
+"""
+
+import datetime as dt
+
+from dagster import (
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetKey,
+    AssetOut,
+    AssetRecordsFilter,
+    DagsterEventType,
+    DagsterInstance,
+    Output,
+    multi_asset,
+)
+
+from feature_assets.assets.checks import NO_INVALID_RACES, check_result, invalid_races_by_day
+from feature_assets.partitions import backfill_policy, daily_partitions
+from feature_assets.racing.summaries import content_hash_by_day
+from feature_assets.resources import SourceDatabase
+
+# Runs that read the source share this concurrency pool, so its limit caps the number of
+# connections any backfill opens.
+SOURCE_DATABASE_POOL = "source_database"
+RAW_RACES = AssetKey("raw_races")
+RAW_RACE_ENTRIES = AssetKey("raw_race_entries")
+
+# values of the `content` metadata entry of a raw day
+NEW, UNCHANGED, CHANGED = "new", "unchanged", "changed"
+
+
+@multi_asset(
+    outs={
+        "raw_races": AssetOut(
+            group_name="raw", description="The `races` rows of the day, as the source has them."
+        ),
+        "raw_race_entries": AssetOut(
+            group_name="raw",
+            description="The `race_entries` rows of the day's races, as the source has them.",
+        ),
+    },
+    partitions_def=daily_partitions,
+    backfill_policy=backfill_policy(),
+    pool=SOURCE_DATABASE_POOL,
+    can_subset=False,  # both tables come from one snapshot so that they agree
+    check_specs=[NO_INVALID_RACES],
+)
+def raw_snapshot(context: AssetExecutionContext, source: SourceDatabase):
+    """Reads every day of the run through one connection and one query per table."""
+    days = sorted(context.partition_keys)
+    races, entries = source.read_snapshot(
+        dt.date.fromisoformat(days[0]), dt.date.fromisoformat(days[-1])
+    )
+    context.log.info(
+        f"read {len(races)} races and {len(entries)} entries of {len(days)} day(s)"
+        f" from {source.location.describe()}"
+    )
+    hashes = content_hash_by_day(races, entries, days)
+    previous = previous_content_hashes(context.instance, days)
+    races_per_day = races["race_date"].dt.strftime("%Y-%m-%d").value_counts()
+    entries_per_day = entries["race_date"].dt.strftime("%Y-%m-%d").value_counts()
+    changes = {day: content_change(previous, hashes, day) for day in days}
+    for day in days:
+        content = {"content_hash": hashes[day], "content": changes[day]}
+        if changes[day] == CHANGED:
+            content["previous_content_hash"] = previous[day]
+        for key, rows in ((RAW_RACES, races_per_day), (RAW_RACE_ENTRIES, entries_per_day)):
+            context.add_asset_metadata(
+                {"rows": int(rows.get(day, 0)), **content}, asset_key=key, partition_key=day
+            )
+    changed = [day for day in days if changes[day] == CHANGED]
+    if changed:
+        context.log.info(f"content changed since the last snapshot on: {', '.join(changed)}")
+    yield Output(races, output_name="raw_races")
+    yield Output(entries, output_name="raw_race_entries")
+    outcomes = invalid_races_by_day(races, entries, days)
+    yield check_result(context, NO_INVALID_RACES, outcomes, AssetCheckSeverity.WARN)
+
+
+def content_change(previous: dict[str, str], hashes: dict[str, str], day: str) -> str:
+    if day not in previous:
+        return NEW
+    return UNCHANGED if previous[day] == hashes[day] else CHANGED
+
+
+def previous_content_hashes(instance: DagsterInstance, days: list[str]) -> dict[str, str]:
+    """The content hash of each day's latest raw_races materialisation that recorded one."""
+    latest = instance.get_latest_storage_id_by_partition(
+        RAW_RACES, DagsterEventType.ASSET_MATERIALIZATION, partitions=set(days)
+    )
+    if not latest:
+        return {}
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=RAW_RACES, storage_ids=list(latest.values())),
+        limit=len(latest),
+    ).records
+    hashes = {}
+    for record in records:
+        materialization = record.asset_materialization
+        entry = materialization.metadata.get("content_hash") if materialization else None
+        if entry is not None:
+            hashes[materialization.partition] = entry.value
+    return hashes

@@ -1,0 +1,120 @@
+"""Launching and following Dagster asset backfills of exactly the days asked for.
+
+A backfill is created the way the UI's "Materialize" dialog creates one (GraphQL
+`launchPartitionBackfill` with `partitionsByAssets`): each asset gets its own days, so
+naming raw days never pulls in the 365 downstream feature days. It is stored in the
+instance, shows under Backfills in the UI, and the daemon runs it through the instance's
+run launcher.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from dagster import AssetKey, DagsterInstance
+from dagster._core.definitions.selector import (
+    PartitionRangeSelector,
+    PartitionsByAssetSelector,
+    PartitionsSelector,
+)
+from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+from dagster._core.utils import make_new_backfill_id
+
+from feature_assets import settings
+from feature_assets.dates import day_ranges
+
+RAW_ASSETS = ("raw_races", "raw_race_entries")  # one snapshot: always together
+RUNNING = (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING)
+
+
+def max_runtime_seconds(days_in_run: int) -> int:
+    """How long a run of this many days may take before run monitoring fails it.
+
+    Ten years take about 3 minutes on 2 cores; the margin covers slow nodes and queues.
+    """
+    return 600 + 2 * days_in_run
+
+
+def with_raw_assets_together(days_by_asset: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Both raw assets come from one snapshot, so each gets the union of their days."""
+    result = {asset: sorted(set(days)) for asset, days in days_by_asset.items() if days}
+    raw_days = sorted({day for asset in RAW_ASSETS for day in result.get(asset, [])})
+    if raw_days:
+        result.update({asset: raw_days for asset in RAW_ASSETS})
+    return result
+
+
+def launch_backfill(
+    instance: DagsterInstance, days_by_asset: Mapping[str, Sequence[str]], title: str
+) -> str:
+    """Stores a backfill of exactly `days_by_asset` for the daemon; returns its id."""
+    from feature_assets.definitions import defs
+
+    days_by_asset = with_raw_assets_together(days_by_asset)
+    longest = max(len(days) for days in days_by_asset.values())
+    tags = {
+        "dagster/max_runtime": str(
+            max_runtime_seconds(min(longest, settings.days_per_run() or longest))
+        ),
+        # a retried run redoes every step: writes are idempotent, and a worker killed after
+        # a step finished would otherwise leave "no steps needed to be retried"
+        "dagster/retry_strategy": "ALL_STEPS",
+    }
+    selectors = [
+        PartitionsByAssetSelector(
+            asset_key=AssetKey(asset),
+            partitions=PartitionsSelector(
+                ranges=[
+                    PartitionRangeSelector(start=start, end=end) for start, end in day_ranges(days)
+                ]
+            ),
+        )
+        for asset, days in sorted(days_by_asset.items())
+    ]
+    backfill = PartitionBackfill.from_partitions_by_assets(
+        backfill_id=make_new_backfill_id(),
+        asset_graph=defs.resolve_asset_graph(),
+        backfill_timestamp=time.time(),
+        tags=tags,
+        dynamic_partitions_store=instance,
+        partitions_by_assets=selectors,
+        title=title,
+        description=None,
+        run_config=None,
+    )
+    instance.add_backfill(backfill)
+    return backfill.backfill_id
+
+
+@dataclass
+class BackfillProgress:
+    total: int
+    done: int
+    failed: int
+    running: int
+    finished: bool
+
+
+def backfill_progress(instance: DagsterInstance, backfill_ids: Sequence[str]) -> BackfillProgress:
+    """Asset-days done, failed and running over the backfills, and whether all have ended."""
+    total = done = failed = running = 0
+    finished = True
+    for backfill_id in backfill_ids:
+        backfill = instance.get_backfill(backfill_id)
+        data = backfill.asset_backfill_data
+        total += data.target_subset.num_partitions_and_non_partitioned_assets
+        done += data.materialized_subset.num_partitions_and_non_partitioned_assets
+        failed += data.failed_and_downstream_subset.num_partitions_and_non_partitioned_assets
+        in_flight = (
+            data.requested_subset - data.materialized_subset - data.failed_and_downstream_subset
+        )
+        running += in_flight.num_partitions_and_non_partitioned_assets
+        finished = finished and backfill.status not in RUNNING
+    return BackfillProgress(total, done, failed, running, finished)
+
+
+def chunks(days: Sequence[str], size: int) -> list[list[str]]:
+    days = sorted(days)
+    return [days[i : i + size] for i in range(0, len(days), size)]

@@ -1,0 +1,323 @@
+"""`feature-assets`: the command line. Thin: each command calls library functions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+import time
+
+import click
+
+from feature_assets import settings
+from feature_assets.planning import (
+    DAYS_PER_RUN_CHOICES,
+    DEFAULT_SECONDS_PER_DAY,
+    MACHINES,
+    Cluster,
+    best_plan,
+    estimate,
+    measured_seconds_per_day,
+)
+
+
+@click.group()
+def main() -> None:
+    """Point-in-time race features as daily-partitioned Dagster assets."""
+
+
+@main.command()
+@click.option("--years", default=2, show_default=True, help="Years of demo race days.")
+@click.option("--races-per-day", default=40, show_default=True)
+@click.option("--seed", default=7, show_default=True, help="Seed of the synthetic data.")
+def demo(years: int, races_per_day: int, seed: int) -> None:
+    """Load synthetic results into the embedded SQLite source and materialise every day.
+
+    Runs `race_features_job` (raw_races, raw_race_entries, race_features) over all demo
+    days as one ranged run on the Dagster instance in DAGSTER_HOME (default: the repo's
+    dagster_home/), so that `dagster dev` shows the run and the materialised days.
+    """
+    if settings.source_url_is_set():
+        raise click.UsageError(
+            "the demo fills the embedded SQLite source; unset FEATURE_ASSETS_SOURCE_URL to run it"
+        )
+    dagster_home = os.environ.setdefault("DAGSTER_HOME", str(settings.REPO_ROOT / "dagster_home"))
+    os.makedirs(dagster_home, exist_ok=True)
+
+    # Imported here: they read the environment set above.
+    from dagster import DagsterInstance
+
+    from feature_assets import demo as demo_data
+    from feature_assets.definitions import defs, race_features_job
+    from feature_assets.storage import DailyParquetStorage
+
+    started = time.monotonic()
+    first_day = dt.date.fromisoformat(settings.start_date())
+    last_day = first_day.replace(year=first_day.year + years) - dt.timedelta(days=1)
+    days = (last_day - first_day).days + 1
+    data = demo_data.generate(first_day, days, races_per_day=races_per_day, seed=seed)
+    demo_data.load(settings.default_source_url(), data)
+    click.echo(
+        f"Loaded {len(data.races):,} races and {len(data.entries):,} entries"
+        f" ({first_day} to {last_day}) into {settings.demo_sqlite_path()}"
+    )
+    click.echo(f"Materialising {days} days of the three assets in one run ...")
+    job = defs.resolve_job_def(race_features_job.name)
+    with DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": first_day.isoformat(),
+                "dagster/asset_partition_range_end": last_day.isoformat(),
+            },
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            raise_on_error=False,
+        )
+    if not result.success:
+        raise click.ClickException(f"run {result.run_id} failed; see `dagster dev` for its logs")
+
+    storage = DailyParquetStorage(settings.storage_url())
+    click.echo(f"\nDone in {time.monotonic() - started:.0f} s (run {result.run_id}).")
+    click.echo(f"  {'days:':<18}{days:>9,}")
+    for table in ("raw_races", "raw_race_entries", "race_features"):
+        click.echo(f"  {table + ':':<18}{storage.count_rows(table):>9,} rows")
+    click.echo(f"  {'Parquet files:':<18}{storage.table_path('<asset>')}/race_date=YYYY-MM-DD/")
+    click.echo(f"\nOpen the UI:  DAGSTER_HOME={dagster_home} dagster dev")
+    click.echo("              then http://127.0.0.1:3000 (Assets, Runs, Backfills)")
+
+
+def _instance():
+    from dagster import DagsterInstance
+
+    return DagsterInstance.get()
+
+
+@main.command()
+@click.option(
+    "--asset",
+    "assets",
+    multiple=True,
+    type=click.Choice(["raw_races", "raw_race_entries", "race_features"]),
+    help="Only this asset (repeatable). Default: all three.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(assets: tuple[str, ...], as_json: bool) -> None:
+    """Days materialised, failed, in progress and missing, per asset.
+
+    Exits 0 only when no day is failed or missing.
+    """
+    from feature_assets.dates import compact_days
+    from feature_assets.day_status import ASSETS, days_by_state
+
+    with _instance() as instance:
+        states = days_by_state(instance, assets or ASSETS)
+    if as_json:
+        click.echo(json.dumps([state.as_json() for state in states], indent=2))
+    else:
+        for state in states:
+            total = sum(
+                map(len, (state.materialized, state.failed, state.in_progress, state.missing))
+            )
+            click.echo(
+                f"{state.asset}: {total} days: {len(state.materialized)} materialized,"
+                f" {len(state.failed)} failed, {len(state.in_progress)} in progress,"
+                f" {len(state.missing)} missing"
+            )
+            if state.in_progress:
+                click.echo(f"  in progress: {compact_days(state.in_progress)}")
+            if state.failed:
+                click.echo(f"  failed:      {compact_days(state.failed)}")
+                for day, error in state.errors.items():
+                    click.echo(f"    {day}: {error}")
+            if state.missing:
+                click.echo(f"  missing:     {compact_days(state.missing)}")
+    sys.exit(0 if all(state.complete for state in states) else 1)
+
+
+def _days_in(text: str) -> list[str]:
+    from feature_assets.partitions import daily_partitions
+
+    keys = daily_partitions.get_partition_keys()
+    if "..." in text:
+        start, end = text.split("...", 1)
+        if start not in keys or end not in keys or start > end:
+            raise click.BadParameter(
+                f"{text}: days must lie between {keys[0]} and {keys[-1]}, start before end"
+            )
+        return keys[keys.index(start) : keys.index(end) + 1]
+    days = [day.strip() for day in text.split(",") if day.strip()]
+    unknown = [day for day in days if day not in keys]
+    if unknown:
+        raise click.BadParameter(
+            f"not a partition ({keys[0]} ... {keys[-1]}): {', '.join(unknown)}"
+        )
+    return days
+
+
+@main.command()
+@click.option("--missing", is_flag=True, help="Each asset's days that were never materialised.")
+@click.option("--failed", is_flag=True, help="Each asset's days whose last run failed.")
+@click.option("--range", "day_range", metavar="START...END", help="Every day of a range.")
+@click.option("--days", metavar="D1,D2,...", help="These days.")
+@click.option(
+    "--assets",
+    default="raw_races,raw_race_entries,race_features",
+    show_default=True,
+    help="Comma-separated assets.",
+)
+@click.option(
+    "--days-per-run",
+    type=click.IntRange(min=1),
+    help="Split into backfills of N days (raw days first, then features), one run each.",
+)
+@click.option("--wait", is_flag=True, help="Show progress until the backfill ends.")
+def backfill(
+    missing: bool,
+    failed: bool,
+    day_range: str | None,
+    days: str | None,
+    assets: str,
+    days_per_run: int | None,
+    wait: bool,
+) -> None:
+    """Launch a Dagster asset backfill of exactly the chosen days (runs on the daemon)."""
+    from feature_assets.backfills import (
+        RAW_ASSETS,
+        chunks,
+        launch_backfill,
+        with_raw_assets_together,
+    )
+    from feature_assets.day_status import ASSETS, days_by_state
+
+    if sum([missing, failed, day_range is not None, days is not None]) != 1:
+        raise click.UsageError("choose exactly one of --missing, --failed, --range, --days")
+    selected = [asset.strip() for asset in assets.split(",") if asset.strip()]
+    unknown = sorted(set(selected) - set(ASSETS))
+    if unknown:
+        raise click.BadParameter(f"unknown asset(s): {', '.join(unknown)}", param_hint="--assets")
+
+    with _instance() as instance:
+        if missing or failed:
+            states = days_by_state(instance, selected)
+            days_by_asset = {s.asset: (s.missing if missing else s.failed) for s in states}
+            title = "feature-assets: missing days" if missing else "feature-assets: failed days"
+        else:
+            chosen = _days_in(day_range or days or "")
+            days_by_asset = {asset: chosen for asset in selected}
+            title = f"feature-assets: {day_range or days}"
+        days_by_asset = with_raw_assets_together(days_by_asset)
+        if not days_by_asset:
+            click.echo("Nothing to backfill: every selected day is in place.")
+            return
+        _warn_without_daemon(instance)
+
+        if days_per_run is None:
+            backfill_ids = [launch_backfill(instance, days_by_asset, title)]
+        else:
+            raw_days = sorted({d for a in RAW_ASSETS for d in days_by_asset.get(a, [])})
+            backfill_ids = [
+                launch_backfill(instance, {a: chunk for a in RAW_ASSETS}, title)
+                for chunk in chunks(raw_days, days_per_run)
+            ]
+            if "race_features" in days_by_asset:
+                if backfill_ids:
+                    click.echo("Snapshotting the raw days first: features read them.")
+                    _follow(instance, backfill_ids)
+                backfill_ids += [
+                    launch_backfill(instance, {"race_features": chunk}, title)
+                    for chunk in chunks(days_by_asset["race_features"], days_per_run)
+                ]
+        for asset, asset_days in sorted(days_by_asset.items()):
+            click.echo(f"  {asset}: {len(asset_days)} day(s)")
+        click.echo(f"Launched backfill(s) {', '.join(backfill_ids)}; see Backfills in the UI.")
+        if wait:
+            progress = _follow(instance, backfill_ids)
+            sys.exit(1 if progress.failed else 0)
+
+
+def _warn_without_daemon(instance) -> None:
+    heartbeats = instance.get_daemon_heartbeats()
+    beat = heartbeats.get("BACKFILL")
+    if beat is None or time.time() - beat.timestamp > 120:
+        click.echo(
+            "Warning: no dagster-daemon is running for this instance; the backfill waits"
+            " until one starts (`dagster dev` or `dagster-daemon run`).",
+            err=True,
+        )
+
+
+def _follow(instance, backfill_ids: list[str]):
+    """Prints a progress bar until the backfills end; returns the last progress."""
+    from feature_assets.backfills import backfill_progress
+
+    while True:
+        progress = backfill_progress(instance, backfill_ids)
+        width = 30
+        filled = int(width * progress.done / max(progress.total, 1))
+        click.echo(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {progress.done}/{progress.total}"
+            f" asset-days done, {progress.failed} failed, {progress.running} running ",
+            nl=False,
+            err=True,
+        )
+        if progress.finished:
+            click.echo("", err=True)
+            return progress
+        time.sleep(2)
+
+
+@main.command()
+@click.option("--days", type=click.IntRange(min=1), required=True, help="Days to backfill.")
+@click.option(
+    "--seconds-per-day",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Compute seconds per day of a run (default: measured, else the benchmarks' figure).",
+)
+@click.option(
+    "--from-history", is_flag=True, help="Measure seconds per day in this instance's runs."
+)
+@click.option("--days-per-run", type=click.IntRange(min=1), help="Default: the fastest choice.")
+@click.option("--machine", type=click.Choice(sorted(MACHINES)), default="e2-standard-4")
+@click.option("--spot/--on-demand", default=True, show_default=True)
+@click.option("--vcpu-quota", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--max-concurrent-runs", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--source-pool", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--vcpu-per-run", type=click.FloatRange(min=0.25), default=1.0, show_default=True)
+@click.option("--pod-start", type=click.FloatRange(min=0), default=45.0, show_default=True)
+def plan(
+    days: int,
+    seconds_per_day: float | None,
+    from_history: bool,
+    days_per_run: int | None,
+    **cluster_options,
+) -> None:
+    """Estimate runs, pods, vCPU, nodes, wall time and cost of a backfill on GKE."""
+    source = "given"
+    if from_history:
+        with _instance() as instance:
+            seconds_per_day = measured_seconds_per_day(instance)
+        if seconds_per_day is None:
+            raise click.UsageError("--from-history: this instance has no finished runs yet")
+        source = "measured in this instance's finished runs"
+    elif seconds_per_day is None:
+        seconds_per_day, source = DEFAULT_SECONDS_PER_DAY, "from benchmarks/RESULTS.md"
+    cluster = Cluster(**cluster_options)
+    chosen = (
+        estimate(days, days_per_run, seconds_per_day, cluster)
+        if days_per_run
+        else best_plan(days, seconds_per_day, cluster)
+    )
+    click.echo(chosen.describe())
+    click.echo(
+        f"(seconds per day {source}; {cluster.machine}, {'Spot' if cluster.spot else 'on-demand'})"
+    )
+    click.echo("\ndays per run   runs   wall min   cost $")
+    for choice in sorted({*DAYS_PER_RUN_CHOICES, days}):
+        if choice <= days:
+            other = estimate(days, choice, seconds_per_day, cluster)
+            mark = " <- recommended" if choice == chosen.days_per_run and not days_per_run else ""
+            click.echo(
+                f"{choice:>12} {other.runs:>6} {other.wall_seconds / 60:>10.1f}"
+                f" {other.cost_usd:>8.2f}{mark}"
+            )

@@ -1,0 +1,1 @@
+"""The race domain: schemas, data-quality rules and feature maths. No Dagster imports."""

@@ -1,0 +1,90 @@
+"""Column names and in-memory dtypes of the three tables (the contract's types).
+
+In memory: integers are pandas `Int64` (NULL stays an integer NULL), decimals and rates are
+float64 with NaN for NULL (written to Parquet as null), text is pandas `string`, `race_date`
+is `datetime64[ns]` at midnight of the Japanese calendar day.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+INT = "Int64"
+FLOAT = "float64"
+TEXT = pd.StringDtype()
+DATE = "datetime64[ns]"
+BOOL = "bool"
+
+RACES_COLUMNS: dict[str, object] = {
+    "race_id": INT,
+    "race_date": DATE,
+    "venue_code": INT,
+    "race_no": INT,
+    "grade": TEXT,
+    "distance_m": INT,
+    "weather": TEXT,
+    "wind_speed_mps": FLOAT,
+    "wave_height_cm": INT,
+}
+
+# race_date is not a column of the source table; the snapshot carries it so that each
+# entry belongs to a day (it is the partition folder, never repeated inside the files).
+RACE_ENTRIES_COLUMNS: dict[str, object] = {
+    "race_id": INT,
+    "race_date": DATE,
+    "lane": INT,
+    "racer_id": INT,
+    "racer_class": TEXT,
+    "racer_age": INT,
+    "racer_weight_kg": FLOAT,
+    "motor_no": INT,
+    "boat_no": INT,
+    "exhibition_time": FLOAT,
+    "start_timing": FLOAT,
+    "finish_position": INT,
+    "win_odds": FLOAT,
+}
+
+RACE_FEATURES_COLUMNS: dict[str, object] = {
+    "race_id": INT,
+    "lane": INT,
+    "racer_id": INT,
+    "race_date": DATE,
+    "venue_code": INT,
+    "race_no": INT,
+    "finish_position": INT,
+    "is_win": BOOL,
+    "racer_starts_90d": INT,
+    "racer_win_rate_90d": FLOAT,
+    "racer_top2_rate_90d": FLOAT,
+    "racer_avg_finish_90d": FLOAT,
+    "racer_avg_start_timing_90d": FLOAT,
+    "racer_lane_win_rate_365d": FLOAT,
+    "motor_top2_rate_180d": FLOAT,
+    "venue_lane_win_rate_365d": FLOAT,
+    "days_since_last_race": INT,
+    "exhibition_time_rank": INT,
+    "implied_win_prob": FLOAT,
+    "racer_class_ordinal": INT,
+}
+
+# The source tables' columns, in the contract's order (race_entries has no race_date).
+SOURCE_RACES_COLUMNS = list(RACES_COLUMNS)
+SOURCE_RACE_ENTRIES_COLUMNS = [c for c in RACE_ENTRIES_COLUMNS if c != "race_date"]
+
+
+def typed_frame(data: pd.DataFrame | dict, columns: dict[str, object]) -> pd.DataFrame:
+    """A DataFrame with exactly `columns`, in order, each of its contract dtype.
+
+    Columns already of the right dtype are not copied (this runs on ten-year frames).
+    """
+    missing = [name for name in columns if name not in data]
+    if missing:
+        raise ValueError(f"missing columns: {', '.join(missing)}")
+    typed = {}
+    for name, dtype in columns.items():
+        values = pd.array(data[name]) if not hasattr(data[name], "dtype") else data[name]
+        if values.dtype != pd.api.types.pandas_dtype(dtype):
+            values = pd.Series(values).astype(dtype)
+        typed[name] = values.array if isinstance(values, pd.Series) else values
+    return pd.DataFrame(typed, copy=False)

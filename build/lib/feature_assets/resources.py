@@ -1,0 +1,74 @@
+"""The resources of the code location, and the choice of them from the environment."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+from dagster import ConfigurableIOManager, ConfigurableResource, EnvVar, InputContext, OutputContext
+
+from feature_assets import settings
+from feature_assets.source import SourceLocation, read_snapshot
+from feature_assets.storage import DailyParquetStorage
+
+
+class SourceDatabase(ConfigurableResource):
+    """The race-results database. `url` is a secret when it holds a password: give it as
+    `EnvVar("FEATURE_ASSETS_SOURCE_URL")` so Dagster never stores or shows its value."""
+
+    url: str
+    connect_attempts: int = 3
+
+    @property
+    def location(self) -> SourceLocation:
+        return SourceLocation.from_url(self.url)
+
+    def read_snapshot(
+        self, first_day: dt.date, last_day: dt.date
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        return read_snapshot(self.location, first_day, last_day, self.connect_attempts)
+
+
+class DailyParquetIOManager(ConfigurableIOManager):
+    """Stores each day of a daily-partitioned asset as hive-style Parquet under `base_url`.
+
+    Dagster's `UPathIOManager` refuses an output that spans several partitions (dagster
+    issues #14332, #21072) and logs an event per loaded partition. Here a ranged run's output
+    is written day by day, and an input over many upstream days (a 365-day history window)
+    is loaded as one DataFrame, without per-day events.
+    """
+
+    base_url: str
+
+    @property
+    def storage(self) -> DailyParquetStorage:
+        return DailyParquetStorage(self.base_url)
+
+    def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
+        table = "/".join(context.asset_key.path)
+        days = list(context.asset_partition_keys)
+        self.storage.write_days(table, obj, days)
+        context.add_output_metadata(
+            {
+                "storage": self.storage.table_path(table),
+                "days_in_run": len(days),
+                "rows_in_run": len(obj),
+            }
+        )
+
+    def load_input(self, context: InputContext) -> pd.DataFrame:
+        table = "/".join(context.asset_key.path)
+        return self.storage.read_days(table, list(context.asset_partition_keys))
+
+
+def build_resources() -> dict[str, object]:
+    # EnvVar keeps the URL (and its password) out of run config, the UI and the event log.
+    source_url = (
+        EnvVar("FEATURE_ASSETS_SOURCE_URL")
+        if settings.source_url_is_set()
+        else settings.default_source_url()
+    )
+    return {
+        "source": SourceDatabase(url=source_url),
+        "io_manager": DailyParquetIOManager(base_url=settings.storage_url()),
+    }
