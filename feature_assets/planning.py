@@ -62,8 +62,8 @@ class Cluster:
     machine: str = "e2-standard-4"
     spot: bool = True
     vcpu_per_run: float = 1.0
-    vcpu_quota: int = 200
-    max_concurrent_runs: int = 200
+    vcpu_quota: int = 24  # a new project's regional CPUS quota
+    max_concurrent_runs: int = 20  # deploy/helm/values.yaml
     source_pool: int = 8
     pod_start: float = 45.0
     scale_up: float = 180.0

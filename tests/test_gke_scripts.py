@@ -66,7 +66,7 @@ def test_create_dry_run_prints_the_plan_and_changes_nothing(tmp_path):
     result, calls = _script(tmp_path, "create-cluster.sh", "--dry-run", cpus=240)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "quota CPUS in us-central1: 238 vCPUs free, the plan needs 202" in out
+    assert "quota CPUS in us-central1: 238 vCPUs free, the plan needs 22" in out
     cluster = next(line for line in out.splitlines() if "clusters create" in line)
     assert "--no-enable-autoupgrade" in cluster and "--release-channel None" in cluster
     assert "--add-maintenance-exclusion-end" in cluster
@@ -82,12 +82,12 @@ def test_create_dry_run_prints_the_plan_and_changes_nothing(tmp_path):
 
 
 def test_create_stops_when_the_quota_is_short_and_says_what_to_request(tmp_path):
-    result, _ = _script(tmp_path, "create-cluster.sh", "--dry-run", cpus=24)
+    result, _ = _script(tmp_path, "create-cluster.sh", "--dry-run", cpus=12)
     assert result.returncode == 1
-    assert "Request CPUS >= 202 in us-central1" in result.stderr
-    assert "could only reach 5 of 50 nodes" in result.stderr
+    assert "Request CPUS >= 22 in us-central1" in result.stderr
+    assert "could only reach 2 of 5 nodes" in result.stderr
     assert "clusters create" not in result.stdout
-    ignored, _ = _script(tmp_path, "create-cluster.sh", "--dry-run", "--ignore-quota", cpus=24)
+    ignored, _ = _script(tmp_path, "create-cluster.sh", "--dry-run", "--ignore-quota", cpus=12)
     assert ignored.returncode == 0 and "clusters create" in ignored.stdout
 
 

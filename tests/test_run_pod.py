@@ -193,7 +193,7 @@ def test_instance_values_are_valid_dagster_instance_config(gcs_bucket):
         },
     }
     with instance_for_test(overrides=overrides) as instance:
-        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 200
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 20
         assert (
             instance.run_retries_enabled and not instance.run_retries_retry_on_asset_or_op_failure
         )

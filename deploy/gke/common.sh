@@ -12,7 +12,7 @@ REPOSITORY="${REPOSITORY:-feature-assets}"
 SQL_INSTANCE="${SQL_INSTANCE:-dagster-instance}"
 SYSTEM_MACHINE="${SYSTEM_MACHINE:-e2-standard-2}"
 SPOT_MACHINE="${SPOT_MACHINE:-e2-standard-4}"
-SPOT_MAX_NODES="${SPOT_MAX_NODES:-50}"
+SPOT_MAX_NODES="${SPOT_MAX_NODES:-5}"  # `feature-assets plan` says how many a backfill uses
 GSA="feature-assets@${PROJECT_ID}.iam.gserviceaccount.com"
 
 DRY_RUN=0
