@@ -199,3 +199,26 @@ def test_instance_values_are_valid_dagster_instance_config(gcs_bucket):
         )
         assert instance.get_concurrency_config().pool_config.default_pool_limit == 8
         assert type(instance.compute_log_manager).__name__ == "GCSComputeLogManager"
+
+
+def _unknown_keys(values, known, path="") -> list[str]:
+    if known == "free":
+        return []
+    if isinstance(values, list):
+        return [k for item in values for k in _unknown_keys(item, known[0], f"{path}[]")]
+    if not isinstance(values, dict):
+        return []
+    unknown = []
+    for key, value in values.items():
+        if not isinstance(known, dict) or key not in known:
+            unknown.append(f"{path}.{key}".lstrip("."))
+        elif known[key] is not None:
+            unknown += _unknown_keys(value, known[key], f"{path}.{key}")
+    return unknown
+
+
+def test_every_values_key_is_a_key_of_the_chart():
+    known = yaml.safe_load((REPO / "tests" / "fixtures" / "dagster-chart-keys.yaml").read_text())
+    assert _unknown_keys(VALUES, known) == []
+    # the check itself notices a key the chart does not have
+    assert _unknown_keys({"runLauncher": {"config": {"k8sRunLauncher": {"podSpec": {}}}}}, known)
