@@ -134,6 +134,8 @@ def test_days_per_run_sets_the_backfill_policy(tmp_path, days_per_run, policy):
     [
         ("FEATURE_ASSETS_DAYS_PER_RUN", "0", "FEATURE_ASSETS_DAYS_PER_RUN must be a positive"),
         ("FEATURE_ASSETS_START_DATE", "2024/01/01", "FEATURE_ASSETS_START_DATE must be a date"),
+        ("FEATURE_ASSETS_AUTOMATION", "yes", "FEATURE_ASSETS_AUTOMATION must be on or off"),
+        ("FEATURE_ASSETS_DAILY_CRON", "every morning", "invalid cron schedule 'every morning'"),
     ],
 )
 def test_bad_settings_are_named(tmp_path, variable, value, message):
