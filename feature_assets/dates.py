@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
+
+
+def day_labels(dates: pd.Series) -> np.ndarray:
+    """'YYYY-MM-DD' for each date (midnight timestamps), without strftime's per-row cost."""
+    return dates.to_numpy(dtype="datetime64[D]").astype("U10")
 
 
 def day_ranges(days: Sequence[str]) -> list[tuple[str, str]]:

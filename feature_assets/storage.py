@@ -26,7 +26,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from feature_assets.dates import compact_days
+from feature_assets.dates import compact_days, day_labels
 
 PARTITION_COLUMN = "race_date"
 FILE_NAME = "data.parquet"
@@ -69,7 +69,7 @@ class DailyParquetStorage:
         Every row's `race_date` must be one of `days`; within a day rows keep their order.
         """
         frame = frame.sort_values(PARTITION_COLUMN, kind="stable", ignore_index=True)
-        row_days = frame[PARTITION_COLUMN].dt.strftime("%Y-%m-%d").to_numpy(dtype=str)
+        row_days = day_labels(frame[PARTITION_COLUMN])
         unexpected = sorted(set(row_days) - set(days))
         if unexpected:
             raise ValueError(

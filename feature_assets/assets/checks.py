@@ -17,7 +17,7 @@ from dagster import (
     PreviewWarning,
 )
 
-from feature_assets.dates import compact_days
+from feature_assets.dates import compact_days, day_labels
 from feature_assets.partitions import daily_partitions
 from feature_assets.racing.quality import find_invalid_races
 
@@ -44,7 +44,7 @@ EVERY_DAY_UP_TO = 366  # days of a run whose passing evaluations are recorded on
 
 
 def _by_day(dates: pd.Series) -> pd.Series:
-    return dates.dt.strftime("%Y-%m-%d")
+    return pd.Series(day_labels(dates), index=dates.index)
 
 
 def log_day_evaluations(

@@ -11,6 +11,7 @@ data_version.py). `feature_assets.automation` acts on changed days instead.
 
 import datetime as dt
 
+import pandas as pd
 from dagster import (
     AssetCheckSeverity,
     AssetExecutionContext,
@@ -24,6 +25,7 @@ from dagster import (
 )
 
 from feature_assets.assets.checks import NO_INVALID_RACES, check_result, invalid_races_by_day
+from feature_assets.dates import day_labels
 from feature_assets.partitions import backfill_policy, daily_partitions
 from feature_assets.racing.summaries import content_hash_by_day
 from feature_assets.resources import SourceDatabase
@@ -66,8 +68,8 @@ def raw_snapshot(context: AssetExecutionContext, source: SourceDatabase):
     )
     hashes = content_hash_by_day(races, entries, days)
     previous = previous_content_hashes(context.instance, days)
-    races_per_day = races["race_date"].dt.strftime("%Y-%m-%d").value_counts()
-    entries_per_day = entries["race_date"].dt.strftime("%Y-%m-%d").value_counts()
+    races_per_day = pd.Series(day_labels(races["race_date"])).value_counts()
+    entries_per_day = pd.Series(day_labels(entries["race_date"])).value_counts()
     changes = {day: content_change(previous, hashes, day) for day in days}
     for day in days:
         content = {"content_hash": hashes[day], "content": changes[day]}

@@ -11,16 +11,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from feature_assets.dates import day_labels
 from feature_assets.racing.quality import find_invalid_races
 from feature_assets.racing.schema import RACE_FEATURES_COLUMNS
 
 # the computed columns of race_features: those after the copied keys and the label is_win
 _COLUMNS = list(RACE_FEATURES_COLUMNS)
 FEATURE_COLUMNS = _COLUMNS[_COLUMNS.index("is_win") + 1 :]
-
-
-def _day_labels(dates: pd.Series) -> np.ndarray:
-    return dates.dt.strftime("%Y-%m-%d").to_numpy(dtype=str)
 
 
 def _row_hashes_by_day(frame: pd.DataFrame, days: np.ndarray, order: list[str]) -> dict:
@@ -41,8 +38,8 @@ def content_hash_by_day(
     Two snapshots of a day hash alike exactly when every value of every row is the same, so
     a corrected finish position, a new entry or a deleted race changes the day's hash.
     """
-    race_days = _day_labels(races["race_date"])
-    entry_days = _day_labels(entries["race_date"])
+    race_days = day_labels(races["race_date"])
+    entry_days = day_labels(entries["race_date"])
     race_hashes = _row_hashes_by_day(races, race_days, ["race_id"])
     entry_hashes = _row_hashes_by_day(entries, entry_days, ["race_id", "lane"])
     empty = np.array([], dtype=np.uint64)
@@ -64,13 +61,13 @@ def feature_facts_by_day(
 
     `races`/`entries` are the raw rows the features were computed from (more days are fine).
     """
-    feature_days = pd.Series(_day_labels(features["race_date"]), index=features.index)
+    feature_days = pd.Series(day_labels(features["race_date"]), index=features.index)
     grouped = features.groupby(feature_days)
     facts = pd.DataFrame(
         {"rows": grouped.size(), "races": grouped["race_id"].nunique()}, index=list(days)
     )
     invalid = find_invalid_races(races, entries)
-    invalid_per_day = invalid.groupby(_day_labels(invalid["race_date"]))["race_id"].nunique()
+    invalid_per_day = invalid.groupby(day_labels(invalid["race_date"]))["race_id"].nunique()
     facts["invalid_races"] = invalid_per_day.reindex(facts.index)
     null_shares = features[FEATURE_COLUMNS].isna().groupby(feature_days).mean()
     facts = facts.join(null_shares.add_prefix("null_share."))
