@@ -20,6 +20,7 @@ from feature_assets.assets.checks import (
     feature_rows_by_day,
     log_day_evaluations,
 )
+from feature_assets.assets.day_metadata import add_metadata_by_day
 from feature_assets.partitions import backfill_policy, daily_partitions, history_window
 from feature_assets.racing.features import compute_race_features
 from feature_assets.racing.quality import InvalidRacesError
@@ -66,8 +67,8 @@ def race_features(
             },
             allow_retries=False,  # the same data fails the same way
         ) from err
-    for day, metadata in day_metadata(features, raw_races, raw_race_entries, days).items():
-        context.add_asset_metadata(metadata, partition_key=day)
+    metadata = day_metadata(features, raw_races, raw_race_entries, days)
+    add_metadata_by_day(context, context.asset_key, metadata)
     yield Output(features)
     outcomes = feature_rows_by_day(features, raw_races, raw_race_entries, days)
     yield check_result(context, ONE_ROW_PER_VALID_ENTRY, outcomes)

@@ -25,6 +25,7 @@ from dagster import (
 )
 
 from feature_assets.assets.checks import NO_INVALID_RACES, check_result, invalid_races_by_day
+from feature_assets.assets.day_metadata import add_metadata_by_day
 from feature_assets.dates import day_labels
 from feature_assets.partitions import backfill_policy, daily_partitions
 from feature_assets.racing.summaries import content_hash_by_day
@@ -71,14 +72,13 @@ def raw_snapshot(context: AssetExecutionContext, source: SourceDatabase):
     races_per_day = pd.Series(day_labels(races["race_date"])).value_counts()
     entries_per_day = pd.Series(day_labels(entries["race_date"])).value_counts()
     changes = {day: content_change(previous, hashes, day) for day in days}
+    content = {day: {"content_hash": hashes[day], "content": changes[day]} for day in days}
     for day in days:
-        content = {"content_hash": hashes[day], "content": changes[day]}
         if changes[day] == CHANGED:
-            content["previous_content_hash"] = previous[day]
-        for key, rows in ((RAW_RACES, races_per_day), (RAW_RACE_ENTRIES, entries_per_day)):
-            context.add_asset_metadata(
-                {"rows": int(rows.get(day, 0)), **content}, asset_key=key, partition_key=day
-            )
+            content[day]["previous_content_hash"] = previous[day]
+    for key, rows in ((RAW_RACES, races_per_day), (RAW_RACE_ENTRIES, entries_per_day)):
+        by_day = {day: {"rows": int(rows.get(day, 0)), **content[day]} for day in days}
+        add_metadata_by_day(context, key, by_day)
     changed = [day for day in days if changes[day] == CHANGED]
     if changed:
         context.log.info(f"content changed since the last snapshot on: {', '.join(changed)}")
