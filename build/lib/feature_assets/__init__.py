@@ -1,1 +1,0 @@
-"""feature_assets: point-in-time race features as daily-partitioned Dagster assets."""
