@@ -161,6 +161,13 @@ def _runs_yet_to_read(instance: DagsterInstance) -> list[tuple[float | None, set
     return [(record.start_time, _run_days(instance, record.dagster_run)) for record in records]
 
 
+def _content(record) -> str | None:
+    """The `content` metadata (new, unchanged, changed) of a raw_races materialisation."""
+    materialization = record.asset_materialization
+    entry = materialization.metadata.get("content") if materialization else None
+    return entry.value if entry else None
+
+
 def stale_feature_days(
     instance: DagsterInstance, after_storage_id: int | None, last_day: str
 ) -> tuple[dict[str, set[str]], int | None]:
@@ -177,21 +184,23 @@ def stale_feature_days(
     ).records
     if not records:
         return {}, after_storage_id
+    changed = [
+        (record, _reading_days(record.asset_materialization.partition, last_day))
+        for record in records
+        if _content(record) in (NEW, CHANGED)
+    ]
+    # the latest materialisations of every day these raw days feed, read once per tick
+    readers = set().union(*(days for _, days in changed))
+    computed = instance.get_latest_storage_id_by_partition(
+        RACE_FEATURES, DagsterEventType.ASSET_MATERIALIZATION, partitions=readers
+    )
+    available = instance.get_latest_storage_id_by_partition(
+        RAW_RACES, DagsterEventType.ASSET_MATERIALIZATION, partitions=readers
+    )
     stale: dict[str, set[str]] = {}
     covered_by_run: dict[str, set[str]] = {}
-    in_flight = _runs_yet_to_read(instance)
-    for record in records:
-        materialization = record.asset_materialization
-        content = materialization.metadata.get("content") if materialization else None
-        if content is None or content.value not in (NEW, CHANGED):
-            continue
-        readers = _reading_days(materialization.partition, last_day)
-        computed = instance.get_latest_storage_id_by_partition(
-            RACE_FEATURES, DagsterEventType.ASSET_MATERIALIZATION, partitions=set(readers)
-        )
-        available = instance.get_latest_storage_id_by_partition(
-            RAW_RACES, DagsterEventType.ASSET_MATERIALIZATION, partitions=set(readers)
-        )
+    in_flight = _runs_yet_to_read(instance) if changed else []
+    for record, feeds in changed:
         if record.run_id not in covered_by_run:
             covered_by_run[record.run_id] = _run_days(
                 instance, instance.get_run_by_id(record.run_id)
@@ -199,13 +208,13 @@ def stale_feature_days(
         covered = covered_by_run[record.run_id].union(
             *(days for started, days in in_flight if started is None or started > record.timestamp)
         )
-        for day in readers:
+        for day in feeds:
             if (
                 day in available
                 and computed.get(day, -1) < record.storage_id
                 and day not in covered
             ):
-                stale.setdefault(day, set()).add(materialization.partition)
+                stale.setdefault(day, set()).add(record.asset_materialization.partition)
     return stale, records[-1].storage_id
 
 
