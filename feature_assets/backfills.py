@@ -24,6 +24,8 @@ from dagster._core.utils import make_new_backfill_id
 
 from feature_assets import settings
 from feature_assets.dates import day_ranges
+from feature_assets.partitions import daily_partitions
+from feature_assets.racing.features import HISTORY_DAYS
 
 RAW_ASSETS = ("raw_races", "raw_race_entries")  # one snapshot: always together
 RUNNING = (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING)
@@ -44,6 +46,36 @@ def with_raw_assets_together(days_by_asset: Mapping[str, Sequence[str]]) -> dict
     if raw_days:
         result.update({asset: raw_days for asset in RAW_ASSETS})
     return result
+
+
+def history_days(feature_days: Sequence[str]) -> list[str]:
+    """The raw days that the feature days read: D-365 .. D of each, within the partitions."""
+    keys = daily_partitions.get_partition_keys()
+    index = {key: i for i, key in enumerate(keys)}
+    needed: set[int] = set()
+    for day in feature_days:
+        last = index[day]
+        needed.update(range(max(0, last - HISTORY_DAYS), last + 1))
+    return [keys[i] for i in sorted(needed)]
+
+
+def with_raw_days_needed(
+    days_by_asset: Mapping[str, Sequence[str]],
+    stored_raw_days: set[str],
+    snapshot_again: bool = False,
+) -> dict[str, list[str]]:
+    """Adds to the raw assets the history days the feature days read that are not stored;
+    with `snapshot_again`, the feature days themselves too (a failed day is snapshotted again,
+    since its source may have been fixed since)."""
+    feature_days = list(days_by_asset.get("race_features", []))
+    raw = {day for asset in RAW_ASSETS for day in days_by_asset.get(asset, [])}
+    raw |= set(history_days(feature_days)) - stored_raw_days
+    if snapshot_again:
+        raw |= set(feature_days)
+    result = {asset: list(days) for asset, days in days_by_asset.items()}
+    if raw:
+        result.update({asset: sorted(raw) for asset in RAW_ASSETS})
+    return with_raw_assets_together(result)
 
 
 def launch_backfill(

@@ -28,14 +28,15 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--years", default=2, show_default=True, help="Years of demo race days.")
 @click.option("--races-per-day", default=40, show_default=True)
 @click.option("--seed", default=7, show_default=True, help="Seed of the synthetic data.")
-def demo(years: int, races_per_day: int, seed: int) -> None:
+def demo(races_per_day: int, seed: int) -> None:
     """Load synthetic results into the embedded SQLite source and materialise every day.
 
-    Runs `race_features_job` (raw_races, raw_race_entries, race_features) over all demo
-    days as one ranged run on the Dagster instance in DAGSTER_HOME (default: the repo's
+    The data covers every partition, from FEATURE_ASSETS_START_DATE to yesterday in Tokyo,
+    so that `feature-assets status` afterwards finds nothing missing. Runs
+    `race_features_job` (raw_races, raw_race_entries, race_features) over all those days as
+    one ranged run on the Dagster instance in DAGSTER_HOME (default: the repo's
     dagster_home/), so that `dagster dev` shows the run and the materialised days.
     """
     if settings.source_url_is_set():
@@ -50,11 +51,12 @@ def demo(years: int, races_per_day: int, seed: int) -> None:
 
     from feature_assets import demo as demo_data
     from feature_assets.definitions import defs, race_features_job
+    from feature_assets.partitions import daily_partitions
     from feature_assets.storage import DailyParquetStorage
 
     started = time.monotonic()
     first_day = dt.date.fromisoformat(settings.start_date())
-    last_day = first_day.replace(year=first_day.year + years) - dt.timedelta(days=1)
+    last_day = dt.date.fromisoformat(daily_partitions.get_last_partition_key())
     days = (last_day - first_day).days + 1
     data = demo_data.generate(first_day, days, races_per_day=races_per_day, seed=seed)
     demo_data.load(settings.default_source_url(), data)
@@ -101,13 +103,14 @@ def _instance():
     type=click.Choice(["raw_races", "raw_race_entries", "race_features"]),
     help="Only this asset (repeatable). Default: all three.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(assets: tuple[str, ...], as_json: bool) -> None:
+@click.option("--verbose", is_flag=True, help="Every failed day with its own error.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable, with every day's error.")
+def status(assets: tuple[str, ...], verbose: bool, as_json: bool) -> None:
     """Days materialised, failed, in progress and missing, per asset.
 
-    Exits 0 only when no day is failed or missing.
+    Failed days are grouped by cause (the root error: the invalid race and rule, the
+    exception's own message). Exits 0 only when every day is materialised.
     """
-    from feature_assets.dates import compact_days
     from feature_assets.day_status import ASSETS, days_by_state
 
     with _instance() as instance:
@@ -116,43 +119,87 @@ def status(assets: tuple[str, ...], as_json: bool) -> None:
         click.echo(json.dumps([state.as_json() for state in states], indent=2))
     else:
         for state in states:
-            total = sum(
-                map(len, (state.materialized, state.failed, state.in_progress, state.missing))
-            )
-            click.echo(
-                f"{state.asset}: {total} days: {len(state.materialized)} materialized,"
-                f" {len(state.failed)} failed, {len(state.in_progress)} in progress,"
-                f" {len(state.missing)} missing"
-            )
-            if state.in_progress:
-                click.echo(f"  in progress: {compact_days(state.in_progress)}")
-            if state.failed:
-                click.echo(f"  failed:      {compact_days(state.failed)}")
-                for day, error in state.errors.items():
-                    click.echo(f"    {day}: {error}")
-            if state.missing:
-                click.echo(f"  missing:     {compact_days(state.missing)}")
+            for line in _status_lines(state, verbose):
+                click.echo(line)
+        if not all(state.complete for state in states):
+            click.echo(_status_advice(states))
     sys.exit(0 if all(state.complete for state in states) else 1)
 
 
+CAUSES_SHOWN = 5  # failed-day causes listed per asset without --verbose
+LINE_WIDTH = 160
+
+
+def _shorten(text: str, width: int = LINE_WIDTH) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _days_summary(days: list[str], ranges_shown: int = 3) -> str:
+    from feature_assets.dates import compact_days
+
+    ranges = compact_days(days).split(", ")
+    more = f" and {len(ranges) - ranges_shown} more ranges" if len(ranges) > ranges_shown else ""
+    return f"{', '.join(ranges[:ranges_shown])}{more} ({len(days)} day(s))"
+
+
+def _status_lines(state, verbose: bool) -> list[str]:
+    """A few lines per asset: counts, then failed days by cause, in progress, missing."""
+    lines = [
+        f"{state.asset}: {len(state.materialized)} materialized, {len(state.failed)} failed,"
+        f" {len(state.in_progress)} in progress, {len(state.missing)} missing"
+    ]
+    if state.in_progress:
+        lines.append(f"  in progress: {_days_summary(state.in_progress)}")
+    if state.failed and verbose:
+        lines.append("  failed:")
+        lines += [f"    {day}: {state.errors[day].detail}" for day in state.errors]
+        lines += [f"    {day}: unknown cause" for day in state.failed if day not in state.errors]
+    elif state.failed:
+        causes = state.failures_by_cause()
+        lines.append(f"  failed, by cause ({len(causes)}):")
+        for cause, days in causes[:CAUSES_SHOWN]:
+            lines.append(_shorten(f"    {_days_summary(days)}: {cause}"))
+        if len(causes) > CAUSES_SHOWN:
+            lines.append(f"    ... {len(causes) - CAUSES_SHOWN} more causes (--verbose shows all)")
+    if state.missing:
+        lines.append(f"  missing: {_days_summary(state.missing)}")
+    return lines
+
+
+def _status_advice(states) -> str:
+    failed = any(state.failed for state in states)
+    missing = any(state.missing for state in states)
+    commands = [
+        *(["feature-assets backfill --failed --wait"] if failed else []),
+        *(["feature-assets backfill --missing --wait"] if missing else []),
+    ]
+    return "to fix: " + "; ".join(commands) if commands else "days are still in progress"
+
+
 def _days_in(text: str) -> list[str]:
+    """Days from `D1,D2,...`, where each item is a day or a range FIRST...LAST."""
     from feature_assets.partitions import daily_partitions
 
     keys = daily_partitions.get_partition_keys()
-    if "..." in text:
-        start, end = text.split("...", 1)
-        if start not in keys or end not in keys or start > end:
+    index = {key: i for i, key in enumerate(keys)}
+    days: list[str] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        first, _, last = item.partition("...")
+        last = last or first
+        unknown = [day for day in (first, last) if day not in index]
+        if unknown:
             raise click.BadParameter(
-                f"{text}: days must lie between {keys[0]} and {keys[-1]}, start before end"
+                f"{', '.join(unknown)}: not a day of the partitions ({keys[0]} ... {keys[-1]},"
+                " as YYYY-MM-DD)"
             )
-        return keys[keys.index(start) : keys.index(end) + 1]
-    days = [day.strip() for day in text.split(",") if day.strip()]
-    unknown = [day for day in days if day not in keys]
-    if unknown:
-        raise click.BadParameter(
-            f"not a partition ({keys[0]} ... {keys[-1]}): {', '.join(unknown)}"
-        )
-    return days
+        if index[first] > index[last]:
+            raise click.BadParameter(f"{item}: the range is reversed; write {last}...{first}")
+        days.extend(keys[index[first] : index[last] + 1])
+    if not days:
+        raise click.BadParameter("no days given")
+    return sorted(set(days))
 
 
 @main.command()
@@ -187,6 +234,7 @@ def backfill(
         chunks,
         launch_backfill,
         with_raw_assets_together,
+        with_raw_days_needed,
     )
     from feature_assets.day_status import ASSETS, days_by_state
 
@@ -206,6 +254,11 @@ def backfill(
             chosen = _days_in(day_range or days or "")
             days_by_asset = {asset: chosen for asset in selected}
             title = f"feature-assets: {day_range or days}"
+        if "race_features" in days_by_asset:
+            [raw_state] = days_by_state(instance, ["raw_race_entries"], with_errors=False)
+            days_by_asset = with_raw_days_needed(
+                days_by_asset, set(raw_state.materialized), snapshot_again=failed
+            )
         days_by_asset = with_raw_assets_together(days_by_asset)
         if not days_by_asset:
             click.echo("Nothing to backfill: every selected day is in place.")

@@ -25,10 +25,13 @@ def day_ranges(days: Sequence[str]) -> list[tuple[str, str]]:
     return ranges
 
 
-def compact_days(days: Sequence[str]) -> str:
-    """'2024-01-01...2024-01-03, 2024-02-10': sorted days, consecutive ones as ranges."""
+def compact_days(days: Sequence[str], separator: str = ", ") -> str:
+    """'2024-01-01...2024-01-03, 2024-02-10': sorted days, consecutive ones as ranges.
+
+    With `separator=","` it is the form `feature-assets backfill --days` takes.
+    """
     if not days:
         return "none"
-    return ", ".join(
+    return separator.join(
         first if first == last else f"{first}...{last}" for first, last in day_ranges(days)
     )

@@ -17,12 +17,21 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
 )
 
+from feature_assets.assets.features import INVALID_RACES_BY_DAY
 from feature_assets.dates import compact_days
 from feature_assets.partitions import daily_partitions
 
 ASSETS = ("raw_races", "raw_race_entries", "race_features")
 RUNS_SEARCHED_FOR_ERRORS = 1000
-_FAILURE_PREFIX = "dagster._core.definitions.events.Failure: "  # our own, deliberate failures
+
+
+@dataclass(frozen=True)
+class DayError:
+    """Why a day failed: `cause` groups days alike, `detail` is this day's own account."""
+
+    cause: str
+    detail: str
+    run_id: str
 
 
 @dataclass
@@ -32,11 +41,20 @@ class AssetDays:
     failed: list[str] = field(default_factory=list)
     in_progress: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
-    errors: dict[str, str] = field(default_factory=dict)  # failed day -> first error line
+    errors: dict[str, DayError] = field(default_factory=dict)  # failed day -> its error
 
     @property
     def complete(self) -> bool:
-        return not self.failed and not self.missing
+        """Every day materialised: a day in progress is not done yet."""
+        return not self.failed and not self.missing and not self.in_progress
+
+    def failures_by_cause(self) -> list[tuple[str, list[str]]]:
+        """(cause, days) for the failed days, the most frequent cause first."""
+        by_cause: dict[str, list[str]] = {}
+        for day in self.failed:
+            error = self.errors.get(day)
+            by_cause.setdefault(error.cause if error else UNKNOWN_CAUSE, []).append(day)
+        return sorted(by_cause.items(), key=lambda item: (-len(item[1]), item[1][0]))
 
     def as_json(self) -> dict:
         return {
@@ -46,11 +64,23 @@ class AssetDays:
             "in_progress": compact_days(self.in_progress).split(", ") if self.in_progress else [],
             "failed": compact_days(self.failed).split(", ") if self.failed else [],
             "missing": compact_days(self.missing).split(", ") if self.missing else [],
-            "errors": self.errors,
+            "causes": [
+                {"cause": cause, "days": compact_days(days).split(", ")}
+                for cause, days in self.failures_by_cause()
+            ],
+            "errors": {
+                day: {"cause": e.cause, "detail": e.detail, "run_id": e.run_id}
+                for day, e in self.errors.items()
+            },
         }
 
 
-def days_by_state(instance: DagsterInstance, assets: Iterable[str] = ASSETS) -> list[AssetDays]:
+UNKNOWN_CAUSE = "no failed run found that covered the day (older than the runs searched)"
+
+
+def days_by_state(
+    instance: DagsterInstance, assets: Iterable[str] = ASSETS, with_errors: bool = True
+) -> list[AssetDays]:
     """The state of every partition of each asset, with the last error of each failed day."""
     keys = daily_partitions.get_partition_keys()
     result = []
@@ -68,7 +98,8 @@ def days_by_state(instance: DagsterInstance, assets: Iterable[str] = ASSETS) -> 
                 days.in_progress.append(day)
             else:
                 days.missing.append(day)
-        days.errors = last_errors(instance, asset, days.failed)
+        if with_errors:
+            days.errors = last_errors(instance, asset, days.failed)
         result.append(days)
     return result
 
@@ -84,9 +115,11 @@ def run_days(tags: dict[str, str]) -> set[str]:
     return set(keys[keys.index(start) : keys.index(end) + 1]) if start in keys else set()
 
 
-def last_errors(instance: DagsterInstance, asset: str, failed: Sequence[str]) -> dict[str, str]:
-    """For each failed day, the first line of the error of the newest failed run that
-    covered it and targeted `asset`."""
+def last_errors(
+    instance: DagsterInstance, asset: str, failed: Sequence[str]
+) -> dict[str, DayError]:
+    """For each failed day, the error of the newest failed run that covered it and
+    targeted `asset`."""
     remaining, errors = set(failed), {}
     if not remaining:
         return errors
@@ -95,27 +128,83 @@ def last_errors(instance: DagsterInstance, asset: str, failed: Sequence[str]) ->
     )
     for record in records:  # newest first
         run = record.dagster_run
-        if run.asset_selection is not None and AssetKey(asset) not in run.asset_selection:
+        if run.asset_selection and AssetKey(asset) not in run.asset_selection:
             continue
         covered = remaining & run_days(run.tags)
         if not covered:
             continue
-        line = first_error_line(instance, run.run_id)
-        errors.update({day: line for day in covered})
+        errors.update(run_errors(instance, run.run_id, covered, asset))
         remaining -= covered
         if not remaining:
             break
     return dict(sorted(errors.items()))
 
 
+def run_errors(
+    instance: DagsterInstance, run_id: str, days: Iterable[str], asset: str | None = None
+) -> dict[str, DayError]:
+    """Each day's error in a failed run: the root cause, not Dagster's wrapper.
+
+    A step failure of `asset`'s step comes first (the step of another asset failing, say the
+    raw snapshot, is the cause when the asset's own step never ran); a day that the failure
+    names as invalid gets its own races and rules.
+    """
+    failures = instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_FAILURE).records
+    events = [record.event_log_entry.dagster_event for record in failures]
+    if asset is not None:
+        events.sort(key=lambda event: asset not in (event.step_key or ""))
+    for event in events:
+        data = event.step_failure_data
+        if data is None or data.error is None:
+            continue
+        cause = root_cause(data.error)
+        by_day = _invalid_races_by_day(data)
+        result = {}
+        for day in days:
+            if day in by_day:
+                races = "; ".join(by_day[day])
+                rules = sorted({rule for line in by_day[day] for rule in _rules_of(line)})
+                result[day] = DayError(
+                    f"invalid races: {'; '.join(rules)} (e.g. {by_day[day][0].split(':')[0]})",
+                    f"run {run_id[:8]}: invalid races on {day}: {races}",
+                    run_id,
+                )
+            else:
+                result[day] = DayError(cause, f"run {run_id[:8]}: {cause}", run_id)
+        return result
+    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_FAILURE).records
+    message = next(
+        (r.event_log_entry.dagster_event.message for r in records if r.event_log_entry), None
+    )
+    cause = (message or "failed without an error message").strip().splitlines()[0]
+    return {day: DayError(cause, f"run {run_id[:8]}: {cause}", run_id) for day in days}
+
+
+def root_cause(error) -> str:
+    """The first line of the innermost exception of a `SerializableErrorInfo`, as
+    `ExceptionName: message`; a `dagster.Failure` (a deliberate failure) gives its own
+    description."""
+    while error.cause is not None and error.cls_name != "Failure":
+        error = error.cause
+    lines = error.message.strip().splitlines() or [""]
+    text = lines[0].split(": ", 1)[-1] if ": " in lines[0] else lines[0]
+    if error.cls_name == "Failure":
+        return text
+    return f"{error.cls_name}: {text}"
+
+
+def _invalid_races_by_day(data) -> dict[str, list[str]]:
+    metadata = data.user_failure_data.metadata if data.user_failure_data else {}
+    entry = metadata.get(INVALID_RACES_BY_DAY)
+    return dict(entry.value) if entry is not None else {}
+
+
+def _rules_of(line: str) -> list[str]:
+    """'race_id 123: rule a; rule b' -> ['rule a', 'rule b']."""
+    return line.split(": ", 1)[-1].split("; ")
+
+
 def first_error_line(instance: DagsterInstance, run_id: str) -> str:
-    for event_type in (DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE):
-        records = instance.get_records_for_run(run_id, of_type=event_type).records
-        for record in records:
-            event = record.event_log_entry.dagster_event
-            error = event.step_failure_data.error if event.step_failure_data else None
-            message = error.message if error else event.message
-            if message:
-                line = message.strip().splitlines()[0].removeprefix(_FAILURE_PREFIX)
-                return f"run {run_id[:8]}: {line}"
-    return f"run {run_id[:8]}: failed without an error message"
+    """The root cause of a failed run, for alerts."""
+    error = next(iter(run_errors(instance, run_id, ["run"]).values()))
+    return f"run {run_id[:8]}: {error.cause}"

@@ -1,8 +1,16 @@
 """The code location, loaded by `dagster dev` (workspace.yaml) and `dagster ... -m`."""
 
+# ruff: noqa: E402  (the configuration is checked before the modules that read it load)
+
 from __future__ import annotations
 
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
+
+from feature_assets import settings
+
+# Every bad FEATURE_ASSETS_* value is named at load, before any module reads one or any run
+# starts (a bad storage URL would otherwise fail every day of a run after reading the source).
+settings.check_configuration()
 
 from feature_assets.alerts import slack_on_run_failure
 from feature_assets.assets.features import race_features

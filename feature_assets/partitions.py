@@ -34,3 +34,16 @@ def backfill_policy() -> BackfillPolicy:
     """
     days = settings.days_per_run()
     return BackfillPolicy.single_run() if days is None else BackfillPolicy.multi_run(days)
+
+
+def require_days(context) -> list[str]:
+    """The run's days, sorted; a clear error when there are none (a reversed range)."""
+    days = sorted(context.partition_keys)
+    if not days:
+        range_ = context.partition_key_range if context.has_partition_key_range else None
+        raise ValueError(
+            "the run covers no days"
+            + (f": its range {range_.start}...{range_.end} is reversed" if range_ else "")
+            + "; give ranges as FIRST...LAST with FIRST not after LAST"
+        )
+    return days

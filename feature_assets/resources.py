@@ -8,8 +8,9 @@ import pandas as pd
 from dagster import ConfigurableIOManager, ConfigurableResource, EnvVar, InputContext, OutputContext
 
 from feature_assets import settings
+from feature_assets.dates import compact_days
 from feature_assets.source import SourceLocation, read_snapshot
-from feature_assets.storage import DailyParquetStorage
+from feature_assets.storage import DailyParquetStorage, MissingDaysError
 
 
 class SourceDatabase(ConfigurableResource):
@@ -58,7 +59,14 @@ class DailyParquetIOManager(ConfigurableIOManager):
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
         table = "/".join(context.asset_key.path)
-        return self.storage.read_days(table, list(context.asset_partition_keys))
+        try:
+            return self.storage.read_days(table, list(context.asset_partition_keys))
+        except MissingDaysError as err:
+            fix = (
+                f"feature-assets backfill --days {compact_days(err.days, separator=',')}"
+                f" --assets {err.table} --wait"
+            )
+            raise MissingDaysError(f"{err}\nto fix: {fix}", err.table, err.days) from None
 
 
 def build_resources() -> dict[str, object]:

@@ -16,13 +16,20 @@ unset: the embedded default keeps all its state beside the local Dagster instanc
   snapshots again to catch late corrections; default 7.
 - FEATURE_ASSETS_AUTOMATION: `on` starts the daily schedule and the correction sensor as
   soon as a daemon loads the code (production); default off, switched on in the UI.
+
+`check_configuration()` runs when the code location loads: a bad value stops the load with
+one error naming every bad variable, before any run exists, rather than failing each day of
+a run later. The storage is probed with a real write (a local path) or its URL checked
+(gs://); the source URL is only parsed here, its server is reached when a run reads it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_START_DATE = "2024-01-01"
@@ -54,6 +61,66 @@ def source_url_is_set() -> bool:
 
 def default_source_url() -> str:
     return f"sqlite:///{demo_sqlite_path()}"
+
+
+class ConfigurationError(ValueError):
+    """One or more FEATURE_ASSETS_* variables hold a bad value; names each of them."""
+
+
+def check_configuration() -> None:
+    """Checks every setting at once; raises ConfigurationError listing each bad one."""
+    from dagster._utils.schedules import is_valid_cron_string
+
+    problems = []
+    for check in (start_date, days_per_run, recheck_days, automation_on, _check_storage):
+        try:
+            check()
+        except ValueError as err:
+            problems.append(str(err))
+    if not is_valid_cron_string(daily_cron()):
+        problems.append(
+            f"FEATURE_ASSETS_DAILY_CRON: invalid cron schedule {daily_cron()!r}"
+            " (five fields, e.g. '0 5 * * *')"
+        )
+    if source_url_is_set():
+        from feature_assets.source import SourceLocation
+
+        try:
+            SourceLocation.from_url(os.environ["FEATURE_ASSETS_SOURCE_URL"])
+        except ValueError as err:  # the message never repeats the URL: it holds a password
+            problems.append(f"FEATURE_ASSETS_SOURCE_URL: {err}")
+    if problems:
+        raise ConfigurationError(
+            "feature_assets configuration: "
+            + "; ".join(problems)
+            + " (see feature_assets/settings.py)"
+        )
+
+
+def _check_storage() -> None:
+    """The storage URL's scheme, and for a local path that a file can be written there."""
+    url = storage_url()
+    scheme = urlsplit(url).scheme
+    if scheme == "gs":
+        if not urlsplit(url).netloc:
+            raise ValueError(
+                f"FEATURE_ASSETS_STORAGE_URL {url!r} names no bucket (gs://bucket/prefix)"
+            )
+        return
+    if scheme not in ("", "file"):
+        raise ValueError(
+            f"FEATURE_ASSETS_STORAGE_URL {url!r}: unknown scheme {scheme!r};"
+            " use a path, file:///path or gs://bucket/prefix"
+        )
+    root = Path(urlsplit(url).path if scheme == "file" else url)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-check-"):
+            pass
+    except OSError as err:
+        raise ValueError(
+            f"FEATURE_ASSETS_STORAGE_URL {url!r}: cannot write there ({err.strerror or err})"
+        ) from None
 
 
 def storage_url() -> str:

@@ -12,7 +12,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -68,34 +68,52 @@ class SourceLocation:
     host: str = ""
     port: int = 0
     user: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)  # never in a repr, log or message
 
     @classmethod
     def from_url(cls, url: str) -> SourceLocation:
-        parts = urlsplit(url)
-        if parts.scheme == "sqlite":
+        """Parses a source URL. Errors never repeat any part of it: it may hold a password."""
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        if scheme == "sqlite":
             # as in SQLAlchemy: sqlite:///relative/path, sqlite:////absolute/path
             path = unquote(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else ""
             if not path:
                 raise ValueError("a SQLite source URL looks like sqlite:///path/to/file.sqlite")
             return cls(kind="sqlite", database=path)
-        if parts.scheme in ("mysql", "mysql+pymysql"):
-            database = unquote(parts.path.lstrip("/"))
-            if not parts.hostname or not database:
-                raise ValueError(
-                    "a MySQL source URL looks like mysql://user:password@host:3306/database"
-                    f" (got one for host {parts.hostname!r}, database {database!r})"
-                )
-            return cls(
-                kind="mysql",
-                database=database,
-                host=parts.hostname,
-                port=parts.port or 3306,
-                user=unquote(parts.username or ""),
-                password=unquote(parts.password or ""),
+        if scheme not in ("mysql", "mysql+pymysql"):
+            raise ValueError(
+                "unsupported source URL scheme: use mysql://user:password@host:3306/database"
+                " or sqlite:///path"
             )
-        raise ValueError(
-            f"unsupported source URL scheme {parts.scheme!r}: use mysql://... or sqlite:///..."
+        authority = url.split("://", 1)[1]
+        if "@" in authority and any(c in authority.rsplit("@", 1)[0] for c in "/?#"):
+            raise ValueError(
+                "the user or password of the MySQL source URL holds a '/', '?' or '#' that is"
+                " not percent-encoded; encode each special character of the password"
+                " (/ @ : # ? % as %2F %40 %3A %23 %3F %25), e.g. with"
+                " urllib.parse.quote(password, safe='')"
+            )
+        try:
+            parts = urlsplit(url)
+            port = parts.port or 3306
+        except ValueError:
+            raise ValueError(
+                "the MySQL source URL cannot be parsed (the port must be a number; special"
+                " characters of the password must be percent-encoded)"
+            ) from None
+        database = unquote(parts.path.lstrip("/"))
+        if not parts.hostname or not database or "/" in database:
+            raise ValueError(
+                "a MySQL source URL looks like mysql://user:password@host:3306/database"
+                " (this one lacks a host or a database name)"
+            )
+        return cls(
+            kind="mysql",
+            database=database,
+            host=parts.hostname,
+            port=port,
+            user=unquote(parts.username or ""),
+            password=unquote(parts.password or ""),
         )
 
     def describe(self) -> str:

@@ -38,6 +38,11 @@ WRITE_THREADS = 8  # object stores answer one small upload at a time; overlap th
 class MissingDaysError(FileNotFoundError):
     """Upstream days that were never materialised: say which, so they can be backfilled."""
 
+    def __init__(self, message: str, table: str, days: Sequence[str]):
+        super().__init__(message)
+        self.table = table
+        self.days = list(days)
+
 
 class DailyParquetStorage:
     """One table per asset, one Parquet file per day, under `url`."""
@@ -103,6 +108,14 @@ class DailyParquetStorage:
             if os.path.exists(temporary):
                 os.unlink(temporary)
 
+    def delete_days(self, table: str, days: Sequence[str]) -> None:
+        """Removes the files of `days` (those that exist), so that no reader takes a day that
+        failed for data its old file still shows."""
+        paths = [self.day_path(table, day) for day in days]
+        for info in self.filesystem.get_file_info(paths):
+            if info.is_file:
+                self.filesystem.delete_file(info.path)
+
     def count_rows(self, table: str) -> int:
         """Rows of every stored day of `table` (from the Parquet footers)."""
         selector = pafs.FileSelector(self.table_path(table), recursive=True)
@@ -122,7 +135,9 @@ class DailyParquetStorage:
         if missing:
             raise MissingDaysError(
                 f"{table} has no data for {len(missing)} day(s): {compact_days(missing)};"
-                f" materialise them first (storage {self.url})"
+                f" materialise them first (storage {self.url})",
+                table,
+                missing,
             )
         dataset = ds.dataset(
             paths,

@@ -30,11 +30,12 @@ def _backfill(env, *args):
 
 def test_a_range_targets_each_asset_on_exactly_those_days(tmp_path):
     env = _environment(tmp_path)
-    run = _backfill(env, "--range", "2024-03-01...2024-03-03", "--assets", "race_features")
+    run = _backfill(env, "--range", "2024-03-01...2024-03-03", "--assets", "raw_races")
     assert run.returncode == 0, run.stderr
     assert "no dagster-daemon is running" in run.stderr
     [target] = _targets(tmp_path / "dagster_home")
-    assert target == {"race_features": ["2024-03-01", "2024-03-02", "2024-03-03"]}
+    days = ["2024-03-01", "2024-03-02", "2024-03-03"]
+    assert target == {"raw_races": days, "raw_race_entries": days}
 
 
 def test_days_and_raw_assets_go_together(tmp_path):
@@ -72,8 +73,8 @@ def test_missing_days_after_moving_the_start_date_earlier(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--range", "2024-01-05...2024-01-01"], "start before end"),
-        (["--days", "2023-12-31"], "not a partition"),
+        (["--range", "2024-01-05...2024-01-01"], "the range is reversed"),
+        (["--days", "2023-12-31"], "not a day of the partitions"),
         (["--missing", "--failed"], "exactly one of"),
         (["--range", "2024-01-01...2024-01-02", "--assets", "features"], "unknown asset"),
     ],

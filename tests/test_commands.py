@@ -1,12 +1,14 @@
 """The commands a user types, run as a user would: in a subprocess, with the environment."""
 
 import contextlib
+import datetime as dt
 import os
 import shutil
 import subprocess
 import sys
 import uuid
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pyarrow.dataset as ds
 import pytest
@@ -91,10 +93,13 @@ def test_dagster_asset_materialize_a_range_from_mysql(mysql_server, tmp_path):
     assert _files_containing(tmp_path / "parquet", secret) == []
 
 
-def test_demo_command_materialises_every_day(tmp_path):
-    env = _environment(tmp_path)
+def test_demo_leaves_a_healthy_instance(tmp_path):
+    """The demo's data reaches the last partition (yesterday in Tokyo): status is clean and
+    there is nothing left to backfill."""
+    first = dt.datetime.now(ZoneInfo("Asia/Tokyo")).date() - dt.timedelta(days=200)
+    env = _environment(tmp_path, FEATURE_ASSETS_START_DATE=first.isoformat())
     run = subprocess.run(
-        ["feature-assets", "demo", "--years", "1", "--races-per-day", "6"],
+        ["feature-assets", "demo", "--races-per-day", "6"],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -102,12 +107,22 @@ def test_demo_command_materialises_every_day(tmp_path):
         timeout=300,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "days:" in run.stdout and "366" in run.stdout
+    assert "days:" in run.stdout and "200" in run.stdout
     features = ds.dataset(
         tmp_path / "dagster_home" / "data" / "parquet" / "race_features", partitioning="hive"
     )
-    assert len(features.files) == 366
+    assert len(features.files) == 200
     assert f"DAGSTER_HOME={tmp_path / 'dagster_home'} dagster dev" in run.stdout
+    status = subprocess.run(["feature-assets", "status"], env=env, capture_output=True, text=True)
+    assert status.returncode == 0, status.stdout
+    assert "200 materialized, 0 failed, 0 in progress, 0 missing" in status.stdout
+    again = subprocess.run(
+        ["feature-assets", "backfill", "--missing", "--wait"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0 and "Nothing to backfill" in again.stdout
 
 
 @pytest.mark.parametrize(
@@ -136,6 +151,8 @@ def test_days_per_run_sets_the_backfill_policy(tmp_path, days_per_run, policy):
         ("FEATURE_ASSETS_START_DATE", "2024/01/01", "FEATURE_ASSETS_START_DATE must be a date"),
         ("FEATURE_ASSETS_AUTOMATION", "yes", "FEATURE_ASSETS_AUTOMATION must be on or off"),
         ("FEATURE_ASSETS_DAILY_CRON", "every morning", "invalid cron schedule 'every morning'"),
+        ("FEATURE_ASSETS_STORAGE_URL", "s3://bucket/x", "unknown scheme 's3'"),
+        ("FEATURE_ASSETS_RECHECK_DAYS", "-1", "FEATURE_ASSETS_RECHECK_DAYS must be a whole"),
     ],
 )
 def test_bad_settings_are_named(tmp_path, variable, value, message):

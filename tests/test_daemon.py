@@ -142,7 +142,7 @@ def test_backfill_with_killed_workers_ends_like_a_clean_run(clean_features, tmp_
     assert features["failed"] == bad_days
     assert features["materialized"] == DAYS - len(bad_days)
     assert set(features["errors"]) == set(bad_days)
-    assert all("invalid races on" in line for line in features["errors"].values())
+    assert all("invalid races on" in e["detail"] for e in features["errors"].values())
 
     # same files and values as a clean run, nothing half-written
     storage = DailyParquetStorage(str(tmp_path / "parquet"))

@@ -21,10 +21,18 @@ from feature_assets.assets.checks import (
     log_day_evaluations,
 )
 from feature_assets.assets.day_metadata import add_metadata_by_day
-from feature_assets.partitions import backfill_policy, daily_partitions, history_window
+from feature_assets.partitions import (
+    backfill_policy,
+    daily_partitions,
+    history_window,
+    require_days,
+)
 from feature_assets.racing.features import compute_race_features
 from feature_assets.racing.quality import InvalidRacesError
 from feature_assets.racing.summaries import feature_facts_by_day, feature_summary
+
+# metadata of a failure for invalid races: {day: ["race_id R: rule; rule", ...]}
+INVALID_RACES_BY_DAY = "invalid_races_by_day"
 
 
 @asset(
@@ -49,11 +57,14 @@ def race_features(
     A day with an invalid race fails with a message naming each invalid race and rule. In a
     run of several days the other days are still written and recorded as materialised, so
     partition status ends with exactly the bad days failed: nobody has to split the range.
+    A day that fails has no file afterwards: its previous file would read as if current.
     """
-    days = context.partition_keys
+    days = require_days(context)
+    storage = context.resources.io_manager.storage
     try:
         features = compute_race_features(raw_races, raw_race_entries, days)
     except InvalidRacesError as err:
+        storage.delete_days("race_features", err.invalid_days)
         good_days = sorted(set(days) - set(err.invalid_days))
         if good_days:
             features = _write_good_days(context, raw_races, raw_race_entries, good_days)
@@ -64,14 +75,27 @@ def race_features(
             metadata={
                 "invalid_days": MetadataValue.text(", ".join(err.invalid_days)),
                 "invalid_races": len(err.violations["race_id"].unique()),
+                INVALID_RACES_BY_DAY: MetadataValue.json(invalid_races_by_day(err.violations)),
             },
             allow_retries=False,  # the same data fails the same way
         ) from err
+    except Exception:
+        storage.delete_days("race_features", days)
+        raise
     metadata = day_metadata(features, raw_races, raw_race_entries, days)
     add_metadata_by_day(context, context.asset_key, metadata)
     yield Output(features)
     outcomes = feature_rows_by_day(features, raw_races, raw_race_entries, days)
     yield check_result(context, ONE_ROW_PER_VALID_ENTRY, outcomes)
+
+
+def invalid_races_by_day(violations: pd.DataFrame) -> dict[str, list[str]]:
+    """{day: ["race_id R: rule; rule", ...]} from `find_invalid_races`' rows."""
+    result: dict[str, list[str]] = {}
+    labels = violations["race_date"].dt.strftime("%Y-%m-%d")
+    for (day, race_id), of_race in violations.groupby([labels, "race_id"], sort=True):
+        result.setdefault(day, []).append(f"race_id {race_id}: {'; '.join(of_race['rule'])}")
+    return result
 
 
 def _write_good_days(

@@ -27,7 +27,7 @@ from dagster import (
 from feature_assets.assets.checks import NO_INVALID_RACES, check_result, invalid_races_by_day
 from feature_assets.assets.day_metadata import add_metadata_by_day
 from feature_assets.dates import day_labels
-from feature_assets.partitions import backfill_policy, daily_partitions
+from feature_assets.partitions import backfill_policy, daily_partitions, require_days
 from feature_assets.racing.summaries import content_hash_by_day
 from feature_assets.resources import SourceDatabase
 
@@ -59,7 +59,7 @@ NEW, UNCHANGED, CHANGED = "new", "unchanged", "changed"
 )
 def raw_snapshot(context: AssetExecutionContext, source: SourceDatabase):
     """Reads every day of the run through one connection and one query per table."""
-    days = sorted(context.partition_keys)
+    days = require_days(context)
     races, entries = source.read_snapshot(
         dt.date.fromisoformat(days[0]), dt.date.fromisoformat(days[-1])
     )

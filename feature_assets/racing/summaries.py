@@ -25,7 +25,9 @@ def _row_hashes_by_day(frame: pd.DataFrame, days: np.ndarray, order: list[str]) 
     ordered = frame.assign(_day=days).sort_values(["_day", *order], kind="stable")
     hashes = pd.util.hash_pandas_object(ordered.drop(columns="_day"), index=False).to_numpy()
     labels = ordered["_day"].to_numpy(dtype=str)
-    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]]) if len(labels) else []
+    if not len(labels):  # a range of days without races
+        return {}
+    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
     ends = [*starts[1:], len(labels)]
     return {labels[s]: hashes[s:e] for s, e in zip(starts, ends, strict=True)}
 
