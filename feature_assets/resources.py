@@ -9,6 +9,12 @@ from dagster import ConfigurableIOManager, ConfigurableResource, EnvVar, InputCo
 
 from feature_assets import settings
 from feature_assets.dates import compact_days
+from feature_assets.racing.schema import (
+    RACE_ENTRIES_COLUMNS,
+    RACE_FEATURES_COLUMNS,
+    RACES_COLUMNS,
+    arrow_schema,
+)
 from feature_assets.source import SourceLocation, read_snapshot
 from feature_assets.storage import DailyParquetStorage, MissingDaysError
 
@@ -28,6 +34,14 @@ class SourceDatabase(ConfigurableResource):
         self, first_day: dt.date, last_day: dt.date
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         return read_snapshot(self.location, first_day, last_day, self.connect_attempts)
+
+
+# What each asset's day files must hold: a file that differs is damaged, never read as NULLs.
+STORED_SCHEMAS = {
+    "raw_races": arrow_schema(RACES_COLUMNS),
+    "raw_race_entries": arrow_schema(RACE_ENTRIES_COLUMNS),
+    "race_features": arrow_schema(RACE_FEATURES_COLUMNS),
+}
 
 
 class DailyParquetIOManager(ConfigurableIOManager):
@@ -60,7 +74,9 @@ class DailyParquetIOManager(ConfigurableIOManager):
     def load_input(self, context: InputContext) -> pd.DataFrame:
         table = "/".join(context.asset_key.path)
         try:
-            return self.storage.read_days(table, list(context.asset_partition_keys))
+            return self.storage.read_days(
+                table, list(context.asset_partition_keys), STORED_SCHEMAS.get(table)
+            )
         except MissingDaysError as err:
             fix = (
                 f"feature-assets backfill --days {compact_days(err.days, separator=',')}"

@@ -8,6 +8,11 @@
 Writes are atomic: locally a hidden temporary file (pyarrow datasets and DuckDB globs skip
 names starting with '.') is renamed over the day's file; on GCS an object only appears once
 its upload completes. Re-materialising a day replaces it.
+
+Damage is caught, never read as other values: every page is written with a CRC checksum and
+verified on read, and each day file's columns and types are checked against the table's
+schema, so a flipped byte, a truncated file or a missing, renamed or retyped column fails
+the read with the day and file named (`DamagedDayError`).
 """
 
 from __future__ import annotations
@@ -42,6 +47,15 @@ class MissingDaysError(FileNotFoundError):
         super().__init__(message)
         self.table = table
         self.days = list(days)
+
+
+class DamagedDayError(ValueError):
+    """A stored day file that cannot be trusted: names the table, day, file and what is wrong."""
+
+
+CHECKED_FORMAT = ds.ParquetFileFormat(
+    default_fragment_scan_options=ds.ParquetFragmentScanOptions(page_checksum_verification=True)
+)
 
 
 class DailyParquetStorage:
@@ -96,13 +110,13 @@ class DailyParquetStorage:
         path = self.day_path(table, day)
         if not self.is_local:
             # an object store has no folders to make: the upload alone creates the object
-            pq.write_table(rows, path, filesystem=self.filesystem)
+            pq.write_table(rows, path, filesystem=self.filesystem, write_page_checksum=True)
             return
         folder = path.rsplit("/", 1)[0]
         self.filesystem.create_dir(folder, recursive=True)
         temporary = f"{folder}/.{FILE_NAME}.{uuid.uuid4().hex}.tmp"
         try:
-            pq.write_table(rows, temporary, filesystem=self.filesystem)
+            pq.write_table(rows, temporary, filesystem=self.filesystem, write_page_checksum=True)
             os.replace(temporary, path)  # atomic on POSIX: readers see the old or the new day
         finally:
             if os.path.exists(temporary):
@@ -126,8 +140,15 @@ class DailyParquetStorage:
         ]
         return ds.dataset(files, filesystem=self.filesystem, format="parquet").count_rows()
 
-    def read_days(self, table: str, days: Sequence[str]) -> pd.DataFrame:
-        """The rows of `days` as one DataFrame with its `race_date` column, in stored order."""
+    def read_days(
+        self, table: str, days: Sequence[str], schema: pa.Schema | None = None
+    ) -> pd.DataFrame:
+        """The rows of `days` as one DataFrame with its `race_date` column, in stored order.
+
+        With `schema` (the table's columns, `race_date` among them), every file must hold
+        exactly those columns but `race_date`, with those types, in that order; the frame's
+        columns follow it.
+        """
         days = sorted(days)
         paths = [self.day_path(table, day) for day in days]
         infos = self.filesystem.get_file_info(paths)
@@ -139,22 +160,87 @@ class DailyParquetStorage:
                 table,
                 missing,
             )
-        dataset = ds.dataset(
-            paths,
-            filesystem=self.filesystem,
-            format="parquet",
-            partitioning=HIVE_PARTITIONING,
-            partition_base_dir=self.table_path(table),
-        )
-        arrow = dataset.to_table()
+        file_schema = None
+        if schema is not None:
+            file_schema = schema.remove(schema.get_field_index(PARTITION_COLUMN))
+        try:
+            dataset = ds.dataset(
+                paths,
+                schema=None
+                if file_schema is None
+                else file_schema.append(HIVE_PARTITIONING.schema[0]),
+                filesystem=self.filesystem,
+                format=CHECKED_FORMAT,
+                partitioning=HIVE_PARTITIONING,
+                partition_base_dir=self.table_path(table),
+            )
+            if file_schema is not None:
+                self._check_schemas(table, dataset, file_schema)
+            arrow = dataset.to_table()
+        except DamagedDayError:
+            raise
+        except (OSError, ValueError, pa.ArrowException) as err:  # ValueError: bad UTF-8 too
+            raise self._damaged(table, paths, err) from None
         arrow = arrow.set_column(
             arrow.schema.get_field_index(PARTITION_COLUMN),
             PARTITION_COLUMN,
             arrow[PARTITION_COLUMN].cast(pa.timestamp("ns")),
         )
-        arrow = arrow.select(_stored_column_order(dataset.schema, arrow.column_names))
+        if schema is None:
+            arrow = arrow.select(_stored_column_order(dataset.schema, arrow.column_names))
+        else:
+            arrow = arrow.select(schema.names)
         # split_blocks + self_destruct: each column's Arrow memory is freed once converted
         return arrow.to_pandas(split_blocks=True, self_destruct=True)
+
+    def _check_schemas(self, table: str, dataset: ds.Dataset, schema: pa.Schema) -> None:
+        """Each file's own columns and types against `schema` (a dataset given a schema would
+        read a missing column as NULLs)."""
+        for fragment in dataset.get_fragments():
+            try:
+                found = pa.schema([(field.name, field.type) for field in fragment.physical_schema])
+            except (OSError, ValueError, pa.ArrowException) as err:
+                raise self._damaged(table, [fragment.path], err) from None
+            if found.equals(schema.remove_metadata()):
+                continue
+            expected = {field.name: field.type for field in schema}
+            got = {field.name: field.type for field in found}
+            problems = [f"missing column {name}" for name in expected if name not in got]
+            problems += [f"unexpected column {name}" for name in got if name not in expected]
+            problems += [
+                f"{name} is {got[name]}, not {expected[name]}"
+                for name in expected
+                if name in got and got[name] != expected[name]
+            ]
+            raise DamagedDayError(
+                f"{table} day {_day_of(fragment.path)}: file {fragment.path} does not hold the"
+                f" table's columns ({'; '.join(problems) or 'columns out of order'});"
+                " materialise the day again"
+            )
+
+    def _damaged(self, table: str, paths: Sequence[str], err: Exception) -> DamagedDayError:
+        """Names the files among `paths` that fail to read whole, with their own errors."""
+        broken = []
+        for path in paths:
+            try:
+                whole = pq.read_table(
+                    path, filesystem=self.filesystem, page_checksum_verification=True
+                )
+                [field.name for field in whole.schema]  # names decode lazily
+            except (OSError, ValueError, pa.ArrowException) as file_err:
+                broken.append(f"day {_day_of(path)}: file {path}: {file_err}")
+        if not broken:  # only failed together: name them all
+            broken = [f"day {_day_of(path)}: file {path}: {err}" for path in paths]
+        listed = "; ".join(broken[:5]) + (
+            f"; and {len(broken) - 5} more" if len(broken) > 5 else ""
+        )
+        return DamagedDayError(
+            f"{table}: damaged day file(s), materialise the day(s) again: {listed or err}"
+        )
+
+
+def _day_of(path: str) -> str:
+    return path.split(f"{PARTITION_COLUMN}=", 1)[-1][:10]
 
 
 def _stored_column_order(schema: pa.Schema, loaded: Sequence[str]) -> list[str]:

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from feature_assets import storage as storage_module
-from feature_assets.storage import DailyParquetStorage, MissingDaysError
+from feature_assets.storage import DailyParquetStorage, DamagedDayError, MissingDaysError
 
 DAYS = ["2024-01-01", "2024-01-02", "2024-01-03"]
 
@@ -95,3 +95,82 @@ def test_missing_days_are_named_as_ranges(tmp_path):
     with pytest.raises(MissingDaysError) as raised:
         storage.read_days("table", wanted)
     assert "4 day(s): 2023-12-30...2024-01-01, 2024-01-04" in str(raised.value)
+
+
+@pytest.fixture
+def stored_entries_day(tmp_path):
+    """A real raw_race_entries day written by the storage, and the frame it holds."""
+    import datetime as dt
+
+    from feature_assets import demo
+
+    data = demo.generate(dt.date(2024, 1, 1), days=1, races_per_day=12, seed=3)
+    storage = DailyParquetStorage(str(tmp_path))
+    storage.write_days("raw_race_entries", data.entries, ["2024-01-01"])
+    return storage, data.entries
+
+
+def _read_entries(storage):
+    from feature_assets.resources import STORED_SCHEMAS
+
+    return storage.read_days("raw_race_entries", ["2024-01-01"], STORED_SCHEMAS["raw_race_entries"])
+
+
+def test_a_flipped_byte_is_an_error_naming_the_day_never_other_values(stored_entries_day):
+    storage, entries = stored_entries_day
+    path = storage.day_path("raw_race_entries", "2024-01-01")
+    original = open(path, "rb").read()
+    pd.testing.assert_frame_equal(_read_entries(storage), entries)
+    rng = __import__("random").Random(5)
+    caught = 0
+    for position in rng.sample(range(len(original)), 300):
+        damaged = bytearray(original)
+        damaged[position] ^= 1 << rng.randrange(8)
+        with open(path, "wb") as file:
+            file.write(damaged)
+        try:
+            got = _read_entries(storage)
+        except DamagedDayError as err:
+            assert "2024-01-01" in str(err) and path in str(err)
+            caught += 1
+            continue
+        # a flip in bytes no value depends on (statistics, padding) reads the same rows
+        pd.testing.assert_frame_equal(got, entries, obj=f"byte {position} flipped")
+    assert caught > 150
+
+
+def test_a_truncated_file_is_named(stored_entries_day):
+    storage, _ = stored_entries_day
+    path = storage.day_path("raw_race_entries", "2024-01-01")
+    original = open(path, "rb").read()
+    with open(path, "wb") as file:
+        file.write(original[: len(original) // 2])
+    with pytest.raises(DamagedDayError, match="raw_race_entries: damaged day file") as raised:
+        _read_entries(storage)
+    assert f"day 2024-01-01: file {path}" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda t: t.drop_columns(["win_odds"]), "missing column win_odds"),
+        (
+            lambda t: t.rename_columns(["odds" if n == "win_odds" else n for n in t.column_names]),
+            "missing column win_odds; unexpected column odds",
+        ),
+        (
+            lambda t: t.set_column(
+                t.schema.get_field_index("lane"), "lane", t["lane"].cast(pa.int32())
+            ),
+            "lane is int32, not int64",
+        ),
+    ],
+)
+def test_a_drifted_file_fails_rather_than_reading_nulls(stored_entries_day, change, problem):
+    storage, _ = stored_entries_day
+    path = storage.day_path("raw_race_entries", "2024-01-01")
+    pq.write_table(change(pq.read_table(path)), path)
+    with pytest.raises(DamagedDayError) as raised:
+        _read_entries(storage)
+    message = str(raised.value)
+    assert problem in message and "raw_race_entries day 2024-01-01" in message and path in message

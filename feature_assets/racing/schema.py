@@ -8,6 +8,7 @@ is `datetime64[ns]` at midnight of the Japanese calendar day.
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 
 INT = "Int64"
 FLOAT = "float64"
@@ -88,3 +89,10 @@ def typed_frame(data: pd.DataFrame | dict, columns: dict[str, object]) -> pd.Dat
             values = pd.Series(values).astype(dtype)
         typed[name] = values.array if isinstance(values, pd.Series) else values
     return pd.DataFrame(typed, copy=False)
+
+
+def arrow_schema(columns: dict[str, object]) -> pa.Schema:
+    """The Arrow schema a frame of `columns` is stored with (Int64 -> int64, string, ...),
+    with the pandas metadata that restores the contract's dtypes on reading."""
+    empty = typed_frame({name: [] for name in columns}, columns)
+    return pa.Schema.from_pandas(empty, preserve_index=False)
