@@ -35,7 +35,8 @@ def run(source_url: str, storage_url: str, first: dt.date, last: dt.date) -> dic
     figures: dict[str, float] = {}
 
     started = time.perf_counter()
-    races, entries = read_snapshot(SourceLocation.from_url(source_url), first, last)
+    snapshot = read_snapshot(SourceLocation.from_url(source_url), first, last)
+    races, entries = snapshot.races, snapshot.entries
     figures["snapshot_s"] = time.perf_counter() - started
     figures["snapshot_rows"] = len(races) + len(entries)
     figures["peak_mb_after_snapshot"] = _peak_mb()

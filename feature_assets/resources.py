@@ -15,7 +15,7 @@ from feature_assets.racing.schema import (
     RACES_COLUMNS,
     arrow_schema,
 )
-from feature_assets.source import SourceLocation, read_snapshot
+from feature_assets.source import Snapshot, SourceLocation, read_snapshot
 from feature_assets.storage import DailyParquetStorage, MissingDaysError
 
 
@@ -31,9 +31,19 @@ class SourceDatabase(ConfigurableResource):
         return SourceLocation.from_url(self.url)
 
     def read_snapshot(
-        self, first_day: dt.date, last_day: dt.date
-    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        return read_snapshot(self.location, first_day, last_day, self.connect_attempts)
+        self,
+        first_day: dt.date,
+        last_day: dt.date,
+        partitions: tuple[dt.date, dt.date] | None = None,
+    ) -> Snapshot:
+        return read_snapshot(
+            self.location,
+            first_day,
+            last_day,
+            self.connect_attempts,
+            settings.read_limits(),
+            partitions,
+        )
 
 
 # What each asset's day files must hold: a file that differs is damaged, never read as NULLs.

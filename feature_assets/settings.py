@@ -14,6 +14,10 @@ unset: the embedded default keeps all its state beside the local Dagster instanc
   time; default `0 5 * * *` (05:00, when the evening's results are in).
 - FEATURE_ASSETS_RECHECK_DAYS: how many days before the new day the daily schedule
   snapshots again to catch late corrections; default 7.
+- FEATURE_ASSETS_SOURCE_CONNECT_TIMEOUT, _READ_TIMEOUT, _LOCK_WAIT_TIMEOUT,
+  _STATEMENT_TIMEOUT (seconds; defaults 10, 120, 60, 900), _WINDOW_DAYS (days per snapshot
+  transaction; 366) and _READ_ATTEMPTS (tries of a read whose connection was lost; 3): the
+  bounds of a source read, see `feature_assets.source.ReadLimits`.
 - FEATURE_ASSETS_AUTOMATION: `on` starts the daily schedule and the correction sensor as
   soon as a daemon loads the code (production); default off, switched on in the UI.
 
@@ -72,7 +76,8 @@ def check_configuration() -> None:
     from dagster._utils.schedules import is_valid_cron_string
 
     problems = []
-    for check in (start_date, days_per_run, recheck_days, automation_on, _check_storage):
+    checks = (start_date, days_per_run, recheck_days, automation_on, read_limits, _check_storage)
+    for check in checks:
         try:
             check()
         except ValueError as err:
@@ -140,6 +145,31 @@ def days_per_run() -> int | None:
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"FEATURE_ASSETS_DAYS_PER_RUN must be a positive integer, got {value!r}")
     return int(value)
+
+
+_READ_LIMIT_VARIABLES = {
+    "connect_timeout": "FEATURE_ASSETS_SOURCE_CONNECT_TIMEOUT",
+    "read_timeout": "FEATURE_ASSETS_SOURCE_READ_TIMEOUT",
+    "lock_wait_timeout": "FEATURE_ASSETS_SOURCE_LOCK_WAIT_TIMEOUT",
+    "statement_timeout": "FEATURE_ASSETS_SOURCE_STATEMENT_TIMEOUT",
+    "window_days": "FEATURE_ASSETS_SOURCE_WINDOW_DAYS",
+    "attempts": "FEATURE_ASSETS_SOURCE_READ_ATTEMPTS",
+}
+
+
+def read_limits():
+    """The bounds of a source read (`ReadLimits`), each default changed by its variable."""
+    from feature_assets.source import ReadLimits
+
+    values = {}
+    for field_name, variable in _READ_LIMIT_VARIABLES.items():
+        value = os.environ.get(variable, "").strip()
+        if not value:
+            continue
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"{variable} must be a positive whole number, got {value!r}")
+        values[field_name] = int(value)
+    return ReadLimits(**values)
 
 
 def daily_cron() -> str:

@@ -85,13 +85,6 @@ def mysql_url(mysql_server: SourceLocation):
         yield url
 
 
-def connections_opened(location: SourceLocation) -> int:
-    """The server's count of connection attempts so far (this call adds one)."""
-    with contextlib.closing(server_connection(location)) as conn, conn.cursor() as cursor:
-        cursor.execute("SHOW GLOBAL STATUS LIKE 'Connections'")
-        return int(cursor.fetchone()[1])
-
-
 DEFAULT_TEST_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 

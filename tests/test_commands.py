@@ -15,7 +15,8 @@ import pytest
 
 from feature_assets import demo
 from feature_assets.source import SourceLocation
-from tests.conftest import FIRST_DAY, connections_opened, fresh_mysql_database, server_connection
+from tests.conftest import FIRST_DAY, fresh_mysql_database, server_connection
+from tests.tcp_proxy import TcpProxy
 
 REPO = Path(__file__).resolve().parents[1]
 SELECT = "raw_races,raw_race_entries,race_features"
@@ -55,16 +56,16 @@ def test_dagster_asset_materialize_a_range_from_mysql(mysql_server, tmp_path):
     with fresh_mysql_database(mysql_server) as url:
         demo.load(url, data)
         location = SourceLocation.from_url(url)
-        with read_only_user(mysql_server, location.database, password) as user:
-            source = (
-                f"mysql://{user}:{password}@{location.host}:{location.port}/{location.database}"
-            )
+        with (
+            read_only_user(mysql_server, location.database, password) as user,
+            TcpProxy(location.host, location.port) as proxy,
+        ):
+            source = f"mysql://{user}:{password}@127.0.0.1:{proxy.port}/{location.database}"
             env = _environment(
                 tmp_path,
                 FEATURE_ASSETS_SOURCE_URL=source,
                 FEATURE_ASSETS_STORAGE_URL=str(tmp_path / "parquet"),
             )
-            before = connections_opened(mysql_server)
             run = subprocess.run(
                 [
                     "dagster",
@@ -82,7 +83,7 @@ def test_dagster_asset_materialize_a_range_from_mysql(mysql_server, tmp_path):
                 capture_output=True,
                 timeout=300,
             )
-            opened = connections_opened(mysql_server) - before - 1
+            opened = proxy.connections
     assert run.returncode == 0, run.stderr.decode()[-3000:]
     assert opened == 1
     features = ds.dataset(tmp_path / "parquet" / "race_features", partitioning="hive")

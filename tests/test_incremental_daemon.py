@@ -101,6 +101,7 @@ def test_new_day_and_a_correction_flow_in_without_a_command(mysql_server, tmp_pa
         assert features == {d: 1 + (d in recomputed and d != days[-1]) for d in days}
 
         # what is stored is what the source holds now, corrections included
-        races, entries = read_snapshot(SourceLocation.from_url(url), first, new_day)
+        snapshot = read_snapshot(SourceLocation.from_url(url), first, new_day)
+        races, entries = snapshot.races, snapshot.entries
     stored = DailyParquetStorage(str(tmp_path / "parquet")).read_days("race_features", days)
     pd.testing.assert_frame_equal(stored, compute_race_features(races, entries, days))

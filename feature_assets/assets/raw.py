@@ -60,13 +60,26 @@ NEW, UNCHANGED, CHANGED = "new", "unchanged", "changed"
 def raw_snapshot(context: AssetExecutionContext, source: SourceDatabase):
     """Reads every day of the run through one connection and one query per table."""
     days = require_days(context)
-    races, entries = source.read_snapshot(
-        dt.date.fromisoformat(days[0]), dt.date.fromisoformat(days[-1])
+    partitions = (
+        daily_partitions.get_first_partition_key(),
+        daily_partitions.get_last_partition_key(),
     )
+    snapshot = source.read_snapshot(
+        dt.date.fromisoformat(days[0]),
+        dt.date.fromisoformat(days[-1]),
+        partitions=(dt.date.fromisoformat(partitions[0]), dt.date.fromisoformat(partitions[1])),
+    )
+    races, entries = snapshot.races, snapshot.entries
     context.log.info(
         f"read {len(races)} races and {len(entries)} entries of {len(days)} day(s)"
         f" from {source.location.describe()}"
     )
+    if snapshot.races_without_a_day:
+        context.log.warning(
+            f"the source holds {snapshot.races_without_a_day} race(s) without a race_date or"
+            f" dated outside the partitions ({partitions[0]} ... {partitions[1]}): they belong"
+            " to no day and are in no snapshot"
+        )
     hashes = content_hash_by_day(races, entries, days)
     previous = previous_content_hashes(context.instance, days)
     races_per_day = pd.Series(day_labels(races["race_date"])).value_counts()
@@ -85,6 +98,8 @@ def raw_snapshot(context: AssetExecutionContext, source: SourceDatabase):
     yield Output(races, output_name="raw_races")
     yield Output(entries, output_name="raw_race_entries")
     outcomes = invalid_races_by_day(races, entries, days)
+    for _, metadata in outcomes.values():
+        metadata["source_races_without_a_day"] = snapshot.races_without_a_day or 0
     yield check_result(context, NO_INVALID_RACES, outcomes, AssetCheckSeverity.WARN)
 
 
