@@ -16,7 +16,7 @@ from feature_assets.racing.schema import (
     arrow_schema,
 )
 from feature_assets.source import Snapshot, SourceLocation, read_snapshot
-from feature_assets.storage import DailyParquetStorage, MissingDaysError
+from feature_assets.storage import DailyParquetStorage, MissingDaysError, StoredDays
 
 
 class SourceDatabase(ConfigurableResource):
@@ -69,15 +69,16 @@ class DailyParquetIOManager(ConfigurableIOManager):
     def storage(self) -> DailyParquetStorage:
         return DailyParquetStorage(self.base_url)
 
-    def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
+    def handle_output(self, context: OutputContext, obj: pd.DataFrame | StoredDays) -> None:
         table = "/".join(context.asset_key.path)
         days = list(context.asset_partition_keys)
-        self.storage.write_days(table, obj, days)
+        if not isinstance(obj, StoredDays):  # StoredDays: the step wrote them itself
+            self.storage.write_days(table, obj, days)
         context.add_output_metadata(
             {
                 "storage": self.storage.table_path(table),
                 "days_in_run": len(days),
-                "rows_in_run": len(obj),
+                "rows_in_run": obj.rows if isinstance(obj, StoredDays) else len(obj),
             }
         )
 

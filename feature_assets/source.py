@@ -232,6 +232,8 @@ class Snapshot:
 
     races: pd.DataFrame
     entries: pd.DataFrame
+    # day -> when its snapshot was taken (the source server's clock, seconds since 1970)
+    taken_at: dict[str, float] = field(default_factory=dict)
     races_without_a_day: int | None = None
 
 
@@ -280,7 +282,12 @@ def read_snapshot(
     entries = pd.concat([p[1] for p in parts], ignore_index=True) if len(parts) > 1 else parts[0][1]
     races = races.sort_values("race_id", ignore_index=True)
     entries = entries.sort_values(["race_id", "lane"], ignore_index=True)
-    return Snapshot(races, entries, outside)
+    taken_at = {
+        (first + dt.timedelta(days=i)).isoformat(): frames[2]
+        for (first, last), frames in zip(windows, parts, strict=True)
+        for i in range((last - first).days + 1)
+    }
+    return Snapshot(races, entries, taken_at, outside)
 
 
 def _read_window(location, connection, window, connect_attempts, limits):
@@ -290,6 +297,7 @@ def _read_window(location, connection, window, connect_attempts, limits):
 
     def read(conn):
         placeholder = _begin_snapshot(conn, location, limits)
+        taken_at = _server_time(conn)
         frames = tuple(
             _read_frame(conn, _query(template, location, placeholder), bounds, columns, table, days)
             for template, columns, table in (
@@ -298,7 +306,7 @@ def _read_window(location, connection, window, connect_attempts, limits):
             )
         )
         conn.rollback()  # read-only: nothing to keep; ends the snapshot and frees its locks
-        return frames
+        return (*frames, taken_at)
 
     return _with_retries(location, connection, connect_attempts, limits, f"reading {days}", read)
 
@@ -345,6 +353,15 @@ def _query(template: str, location: SourceLocation, placeholder: str) -> str:
         columns=", ".join(("e." if entries else "") + c for c in columns),
         p=placeholder,
     )
+
+
+def _server_time(connection: Any) -> float:
+    """The source's own clock, so that snapshots taken from different pods compare."""
+    if isinstance(connection, sqlite3.Connection):
+        return time.time()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT UNIX_TIMESTAMP(NOW(6))")
+        return float(cursor.fetchone()[0])
 
 
 def _count_without_a_day(connection, location, partitions) -> int:

@@ -17,11 +17,16 @@ the read with the day and file named (`DamagedDayError`).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import glob
 import json
 import os
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -35,6 +40,10 @@ from feature_assets.dates import compact_days, day_labels
 
 PARTITION_COLUMN = "race_date"
 FILE_NAME = "data.parquet"
+STAGING_FOLDER = ".staging"  # hidden: pyarrow datasets and DuckDB globs skip it
+LOCK_FILE = ".write.lock"
+SNAPSHOT_AT_KEY = b"feature_assets.snapshot_at"  # in each raw day file's key-value metadata
+STALE_TEMPORARY_SECONDS = 3600  # a temporary file this old belongs to no live writer
 HIVE_PARTITIONING = ds.partitioning(pa.schema([(PARTITION_COLUMN, pa.date32())]), flavor="hive")
 GCS_EMULATOR_VARIABLE = "CLOUD_STORAGE_EMULATOR_ENDPOINT"  # read by pyarrow's GcsFileSystem
 WRITE_THREADS = 8  # object stores answer one small upload at a time; overlap them
@@ -47,6 +56,15 @@ class MissingDaysError(FileNotFoundError):
         super().__init__(message)
         self.table = table
         self.days = list(days)
+
+
+@dataclass(frozen=True)
+class StoredDays:
+    """Stands for a table's days already written by the step (the IO manager writes nothing)."""
+
+    table: str
+    days: tuple[str, ...]
+    rows: int
 
 
 class DamagedDayError(ValueError):
@@ -87,40 +105,133 @@ class DailyParquetStorage:
 
         Every row's `race_date` must be one of `days`; within a day rows keep their order.
         """
-        frame = frame.sort_values(PARTITION_COLUMN, kind="stable", ignore_index=True)
-        row_days = day_labels(frame[PARTITION_COLUMN])
-        unexpected = sorted(set(row_days) - set(days))
-        if unexpected:
-            raise ValueError(
-                f"{table}: rows dated {compact_days(unexpected)} lie outside the days being"
-                f" written ({compact_days(sorted(days))})"
-            )
-        arrow = pa.Table.from_pandas(frame, preserve_index=False).drop_columns([PARTITION_COLUMN])
-        sorted_days = np.array(sorted(days), dtype=str)
-        starts = np.searchsorted(row_days, sorted_days, side="left")
-        ends = np.searchsorted(row_days, sorted_days, side="right")
-        slices = [
-            (day, arrow.slice(start, end - start))
-            for day, start, end in zip(sorted_days, starts, ends, strict=True)
-        ]
-        with ThreadPoolExecutor(WRITE_THREADS) as pool:
-            list(pool.map(lambda item: self._write_file(table, *item), slices))
+        self.write_tables({table: frame}, days)
 
-    def _write_file(self, table: str, day: str, rows: pa.Table) -> None:
-        path = self.day_path(table, day)
+    def write_tables(
+        self,
+        frames: Mapping[str, pd.DataFrame],
+        days: Sequence[str],
+        snapshot_at: Mapping[str, float] | None = None,
+    ) -> list[str]:
+        """Writes each day of every table in `frames` together: all files are staged first,
+        then each day's files replace the old ones; a failed staging leaves nothing behind.
+
+        With `snapshot_at` (day -> when the source snapshot of the day was taken), a day is
+        replaced only by a snapshot at least as new as the stored one; returns the days kept
+        because the stored snapshot is newer (another run read the source later).
+        """
+        slices = [
+            (table, day, self._stamped(rows, snapshot_at, day))
+            for table, frame in frames.items()
+            for day, rows in _day_slices(table, frame, days)
+        ]
         if not self.is_local:
-            # an object store has no folders to make: the upload alone creates the object
-            pq.write_table(rows, path, filesystem=self.filesystem, write_page_checksum=True)
-            return
-        folder = path.rsplit("/", 1)[0]
-        self.filesystem.create_dir(folder, recursive=True)
-        temporary = f"{folder}/.{FILE_NAME}.{uuid.uuid4().hex}.tmp"
+            return self._upload(slices, snapshot_at)
+        staged: dict[tuple[str, str], str] = {}
         try:
-            pq.write_table(rows, temporary, filesystem=self.filesystem, write_page_checksum=True)
-            os.replace(temporary, path)  # atomic on POSIX: readers see the old or the new day
+            with ThreadPoolExecutor(WRITE_THREADS) as pool:
+                for key, temporary in pool.map(lambda item: self._stage(*item), slices):
+                    staged[key] = temporary
+            with self._commit_lock():
+                return self._commit(list(frames), sorted(days), staged, snapshot_at)
         finally:
+            for temporary in staged.values():
+                if os.path.exists(temporary):
+                    os.unlink(temporary)
+
+    @staticmethod
+    def _stamped(rows: pa.Table, snapshot_at: Mapping[str, float] | None, day: str) -> pa.Table:
+        if snapshot_at is None:
+            return rows
+        metadata = {**(rows.schema.metadata or {}), SNAPSHOT_AT_KEY: repr(snapshot_at[day])}
+        return rows.replace_schema_metadata(metadata)
+
+    def _staging_dir(self, table: str) -> str:
+        return f"{self.table_path(table)}/{STAGING_FOLDER}"
+
+    def _stage(self, table: str, day: str, rows: pa.Table) -> tuple[tuple[str, str], str]:
+        folder = self._staging_dir(table)
+        os.makedirs(folder, exist_ok=True)
+        temporary = f"{folder}/{day}.{uuid.uuid4().hex}.tmp"
+        try:
+            pq.write_table(rows, temporary, write_page_checksum=True)
+        except OSError as err:
             if os.path.exists(temporary):
                 os.unlink(temporary)
+            raise OSError(f"{table} day {day}: cannot write {temporary}: {err}") from err
+        return (table, day), temporary
+
+    @contextlib.contextmanager
+    def _commit_lock(self):
+        """Serialises the replacing of day files by every writer on this machine's disk."""
+        os.makedirs(self.root, exist_ok=True)
+        with open(f"{self.root}/{LOCK_FILE}", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _commit(
+        self,
+        tables: list[str],
+        days: list[str],
+        staged: dict[tuple[str, str], str],
+        snapshot_at: Mapping[str, float] | None,
+    ) -> list[str]:
+        kept = []
+        for day in days:
+            stored = self.snapshot_at(tables[0], day) if snapshot_at is not None else None
+            if stored is not None and stored > snapshot_at[day]:
+                kept.append(day)
+                continue
+            for table in tables:
+                path = self.day_path(table, day)
+                os.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+                os.replace(staged.pop((table, day)), path)  # readers see the old or new day
+                self._remove_stale_temporaries(table, day)
+        return kept
+
+    def _remove_stale_temporaries(self, table: str, day: str) -> None:
+        """Temporary files of this day left by a killed writer (older than any live write)."""
+        horizon = time.time() - STALE_TEMPORARY_SECONDS
+        folders = [self._staging_dir(table), self.day_path(table, day).rsplit("/", 1)[0]]
+        for pattern in (f"{folders[0]}/{day}.*.tmp", f"{folders[1]}/.*.tmp"):
+            for leftover in glob.glob(pattern):
+                with contextlib.suppress(FileNotFoundError):
+                    if os.path.getmtime(leftover) < horizon:
+                        os.unlink(leftover)
+
+    def _upload(self, slices, snapshot_at) -> list[str]:
+        """An object store: each upload is atomic by itself; the snapshot time is compared
+        before the upload (not under a lock: a cloud writer racing within that moment wins)."""
+        kept = set()
+        if snapshot_at is not None:
+            table = slices[0][0] if slices else None
+            for day in {day for _, day, _ in slices}:
+                stored = self.snapshot_at(table, day)
+                if stored is not None and stored > snapshot_at[day]:
+                    kept.add(day)
+        todo = [item for item in slices if item[1] not in kept]
+
+        def upload(item):
+            table, day, rows = item
+            path = self.day_path(table, day)
+            pq.write_table(rows, path, filesystem=self.filesystem, write_page_checksum=True)
+
+        with ThreadPoolExecutor(WRITE_THREADS) as pool:
+            list(pool.map(upload, todo))
+        return sorted(kept)
+
+    def snapshot_at(self, table: str, day: str) -> float | None:
+        """When the source snapshot stored for the day was taken; None if none is stored."""
+        path = self.day_path(table, day)
+        try:
+            metadata = pq.read_metadata(path, filesystem=self.filesystem).metadata or {}
+        except (FileNotFoundError, OSError):
+            return None
+        value = metadata.get(SNAPSHOT_AT_KEY)
+        return float(value) if value is not None else None
 
     def delete_days(self, table: str, days: Sequence[str]) -> None:
         """Removes the files of `days` (those that exist), so that no reader takes a day that
@@ -237,6 +348,26 @@ class DailyParquetStorage:
         return DamagedDayError(
             f"{table}: damaged day file(s), materialise the day(s) again: {listed or err}"
         )
+
+
+def _day_slices(table: str, frame: pd.DataFrame, days: Sequence[str]) -> list[tuple[str, pa.Table]]:
+    """(day, rows of the day without `race_date`) for each of `days`."""
+    frame = frame.sort_values(PARTITION_COLUMN, kind="stable", ignore_index=True)
+    row_days = day_labels(frame[PARTITION_COLUMN])
+    unexpected = sorted(set(row_days) - set(days))
+    if unexpected:
+        raise ValueError(
+            f"{table}: rows dated {compact_days(unexpected)} lie outside the days being"
+            f" written ({compact_days(sorted(days))})"
+        )
+    arrow = pa.Table.from_pandas(frame, preserve_index=False).drop_columns([PARTITION_COLUMN])
+    sorted_days = np.array(sorted(days), dtype=str)
+    starts = np.searchsorted(row_days, sorted_days, side="left")
+    ends = np.searchsorted(row_days, sorted_days, side="right")
+    return [
+        (str(day), arrow.slice(start, end - start))
+        for day, start, end in zip(sorted_days, starts, ends, strict=True)
+    ]
 
 
 def _day_of(path: str) -> str:

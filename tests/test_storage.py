@@ -31,8 +31,10 @@ def test_a_range_is_written_day_by_day_without_the_partition_column(tmp_path):
     frame = _frame(["2024-01-03", "2024-01-01", "2024-01-01"])
     storage.write_days("table", frame, DAYS)
 
+    # beside the days only the hidden staging folder, which readers skip
     folders = sorted(os.listdir(tmp_path / "table"))
-    assert folders == [f"race_date={day}" for day in DAYS]
+    assert folders == [".staging", *(f"race_date={day}" for day in DAYS)]
+    assert os.listdir(tmp_path / "table" / ".staging") == []
     empty = pq.read_table(tmp_path / "table" / "race_date=2024-01-02" / "data.parquet")
     assert empty.num_rows == 0 and empty.schema.names == ["race_id", "score", "name"]
     assert empty.schema.field("name").type == pa.string()

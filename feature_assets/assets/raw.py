@@ -26,10 +26,12 @@ from dagster import (
 
 from feature_assets.assets.checks import NO_INVALID_RACES, check_result, invalid_races_by_day
 from feature_assets.assets.day_metadata import add_metadata_by_day
-from feature_assets.dates import day_labels
+from feature_assets.dates import compact_days, day_labels
 from feature_assets.partitions import backfill_policy, daily_partitions, require_days
 from feature_assets.racing.summaries import content_hash_by_day
-from feature_assets.resources import SourceDatabase
+from feature_assets.resources import STORED_SCHEMAS, SourceDatabase
+from feature_assets.source import Snapshot
+from feature_assets.storage import StoredDays
 
 # Runs that read the source share this concurrency pool, so its limit caps the number of
 # connections any backfill opens.
@@ -55,10 +57,13 @@ NEW, UNCHANGED, CHANGED = "new", "unchanged", "changed"
     backfill_policy=backfill_policy(),
     pool=SOURCE_DATABASE_POOL,
     can_subset=False,  # both tables come from one snapshot so that they agree
+    # io_manager: the step writes both tables together itself
+    required_resource_keys={"source", "io_manager"},
     check_specs=[NO_INVALID_RACES],
 )
-def raw_snapshot(context: AssetExecutionContext, source: SourceDatabase):
+def raw_snapshot(context: AssetExecutionContext):
     """Reads every day of the run through one connection and one query per table."""
+    source: SourceDatabase = context.resources.source
     days = require_days(context)
     partitions = (
         daily_partitions.get_first_partition_key(),
@@ -69,7 +74,7 @@ def raw_snapshot(context: AssetExecutionContext, source: SourceDatabase):
         dt.date.fromisoformat(days[-1]),
         partitions=(dt.date.fromisoformat(partitions[0]), dt.date.fromisoformat(partitions[1])),
     )
-    races, entries = snapshot.races, snapshot.entries
+    races, entries = _store(context, snapshot, days)
     context.log.info(
         f"read {len(races)} races and {len(entries)} entries of {len(days)} day(s)"
         f" from {source.location.describe()}"
@@ -95,12 +100,38 @@ def raw_snapshot(context: AssetExecutionContext, source: SourceDatabase):
     changed = [day for day in days if changes[day] == CHANGED]
     if changed:
         context.log.info(f"content changed since the last snapshot on: {', '.join(changed)}")
-    yield Output(races, output_name="raw_races")
-    yield Output(entries, output_name="raw_race_entries")
+    yield Output(StoredDays("raw_races", tuple(days), len(races)), output_name="raw_races")
+    yield Output(
+        StoredDays("raw_race_entries", tuple(days), len(entries)), output_name="raw_race_entries"
+    )
     outcomes = invalid_races_by_day(races, entries, days)
     for _, metadata in outcomes.values():
         metadata["source_races_without_a_day"] = snapshot.races_without_a_day or 0
     yield check_result(context, NO_INVALID_RACES, outcomes, AssetCheckSeverity.WARN)
+
+
+def _store(
+    context: AssetExecutionContext, snapshot: Snapshot, days: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Writes both tables of every day together (or nothing, if the write fails), unless a
+    newer snapshot of the day is stored already: then the newer one stays, and the rows
+    returned for the day (for its hash and checks) are the stored ones."""
+    storage = context.resources.io_manager.storage
+    frames = {"raw_races": snapshot.races, "raw_race_entries": snapshot.entries}
+    kept = storage.write_tables(frames, days, snapshot.taken_at)
+    if not kept:
+        return snapshot.races, snapshot.entries
+    context.log.warning(
+        f"kept the newer snapshot that another run stored for {compact_days(kept)}:"
+        " this run read the source earlier"
+    )
+    result = []
+    for table, frame in frames.items():
+        stored = storage.read_days(table, kept, STORED_SCHEMAS[table])
+        fresh = frame[~pd.Series(day_labels(frame["race_date"]), index=frame.index).isin(kept)]
+        order = ["race_id"] if table == "raw_races" else ["race_id", "lane"]
+        result.append(pd.concat([fresh, stored]).sort_values(order, ignore_index=True))
+    return result[0], result[1]
 
 
 def content_change(previous: dict[str, str], hashes: dict[str, str], day: str) -> str:
