@@ -14,7 +14,7 @@ class TcpProxy:
     - `cut_after_bytes(n, times)`: the next `times` connections are reset once n bytes
       have reached the client (a dropped link mid-read);
     - `stall_after_bytes(n)`: every connection stops forwarding after n bytes, the
-      sockets staying open (a stalled network).
+      sockets staying open (a stalled network), until `resume()`.
     """
 
     def __init__(self, target_host: str, target_port: int):
@@ -30,6 +30,8 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._closed = False
         self._stopped = threading.Event()
+        self._stalled = threading.Event()
+        self._resumed = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def cut_after_bytes(self, count: int, times: int = 1) -> None:
@@ -38,11 +40,21 @@ class TcpProxy:
 
     def stall_after_bytes(self, count: int | None) -> None:
         self._stall_at = count
+        self._resumed.clear()
+
+    def resume(self) -> None:
+        """Stalled links forward again, from where they stopped."""
+        self._stall_at = None
+        self._resumed.set()
+
+    def wait_until_stalled(self, timeout: float = 30) -> bool:
+        return self._stalled.wait(timeout)
 
     def close(self) -> None:
         """Ends every link, so the server sees its sessions end (and frees their locks)."""
         self._closed = True
         self._stopped.set()
+        self._resumed.set()
         with self._lock:
             for sock in [self.listener, *self._sockets]:
                 try:
@@ -92,8 +104,12 @@ class TcpProxy:
                     return
                 if limit is not None and sent + len(data) >= limit:
                     sink.sendall(data[: max(0, limit - sent)])
-                    self._stopped.wait()  # hold both sockets open, forward nothing more
-                    return
+                    self._stalled.set()
+                    self._resumed.wait()  # hold both sockets open, forward nothing more
+                    if self._stopped.is_set():
+                        return
+                    data = data[max(0, limit - sent) :]
+                    sent = limit
                 sink.sendall(data)
                 sent += len(data)
         except OSError:

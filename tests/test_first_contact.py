@@ -4,6 +4,7 @@ import contextlib
 import datetime as dt
 import json
 import subprocess
+import threading
 
 import pandas as pd
 import pyarrow.dataset as ds
@@ -18,6 +19,7 @@ from feature_assets.racing.schema import RACE_FEATURES_COLUMNS
 from feature_assets.storage import DailyParquetStorage
 from tests import reference
 from tests.conftest import fresh_mysql_database, server_connection
+from tests.tcp_proxy import TcpProxy, proxied_url
 from tests.test_backfill_command import _backfill, _targets
 from tests.test_commands import REPO, _environment
 from tests.test_pipeline import ALL, _run
@@ -206,3 +208,60 @@ def test_a_reversed_range_is_named(tmp_path):
     )
     assert run.returncode != 0
     assert "range 2024-01-05...2024-01-01 is reversed" in run.stdout + run.stderr
+
+
+def test_overlapping_runs_keep_the_newest_snapshot(mysql_server, tmp_path):
+    """Run 1 takes its snapshot, stalls mid-read; the source is corrected and run 2 stores
+    the day; run 1 then finishes and writes last: the correction stays, and run 1 records
+    the stored (newer) content for the day."""
+    data = demo.generate(FIRST_DAY, days=20, races_per_day=8, seed=6)
+    day = _day(10)
+    race_id = int(data.races["race_id"][data.races["race_date"] == day].iloc[0])
+    storage = str(tmp_path / "parquet")
+    with (
+        fresh_mysql_database(mysql_server) as url,
+        TcpProxy(mysql_server.host, mysql_server.port) as proxy,
+        instance_for_test() as instance,
+    ):
+        demo.load(url, data)
+        proxy.stall_after_bytes(20_000)
+        first = {}
+        run_1 = threading.Thread(
+            target=lambda: first.setdefault(
+                "result",
+                _run(proxied_url(url, proxy), storage, instance, [raw_snapshot], _day(0), _day(19)),
+            )
+        )
+        run_1.start()
+        assert proxy.wait_until_stalled()
+        with contextlib.closing(server_connection(mysql_server, url.rsplit("/", 1)[1])) as conn:
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    "UPDATE race_entries SET finish_position = 7 - finish_position"
+                    " WHERE race_id = %s AND finish_position IS NOT NULL",
+                    (race_id,),
+                )
+                conn.commit()
+        second = _run(url, storage, instance, [raw_snapshot], _day(5), _day(15))
+        assert second.success
+        proxy.resume()
+        run_1.join(120)
+        assert first["result"].success
+        logs = [e.user_message for e in instance.all_logs(first["result"].run_id)]
+        assert any(
+            f"kept the newer snapshot that another run stored for {_day(5)}" in m for m in logs
+        )
+        hashes = [
+            {
+                m.partition: m.metadata["content_hash"].value
+                for m in result.asset_materializations_for_node("raw_snapshot")
+                if m.asset_key == AssetKey("raw_races")
+            }[day]
+            for result in (first["result"], second)
+        ]
+    stored = DailyParquetStorage(storage).read_days("raw_race_entries", [day])
+    corrected = stored[stored["race_id"] == race_id].set_index("lane")["finish_position"]
+    original = data.entries[data.entries["race_id"] == race_id].set_index("lane")
+    assert (corrected == 7 - original["finish_position"]).dropna().all()
+    assert corrected.notna().any()
+    assert hashes[0] == hashes[1]  # run 1 describes what is stored, not what it read

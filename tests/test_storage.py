@@ -176,3 +176,66 @@ def test_a_drifted_file_fails_rather_than_reading_nulls(stored_entries_day, chan
         _read_entries(storage)
     message = str(raised.value)
     assert problem in message and "raw_race_entries day 2024-01-01" in message and path in message
+
+
+def test_a_day_is_never_replaced_by_an_older_snapshot(tmp_path):
+    storage = DailyParquetStorage(str(tmp_path))
+    old, new = _frame(["2024-01-01"] * 2), _frame(["2024-01-01"] * 3)
+    frames = lambda frame: {"table": frame, "other": frame}  # noqa: E731
+    assert storage.write_tables(frames(new), ["2024-01-01"], {"2024-01-01": 200.0}) == []
+    # a run that read the source earlier writes last: the newer day stays
+    assert storage.write_tables(frames(old), ["2024-01-01"], {"2024-01-01": 100.0}) == [
+        "2024-01-01"
+    ]
+    for table in ("table", "other"):
+        assert len(storage.read_days(table, ["2024-01-01"])) == 3
+        assert storage.snapshot_at(table, "2024-01-01") == 200.0
+    # a newer one (or the same snapshot again) replaces it
+    assert storage.write_tables(frames(old), ["2024-01-01"], {"2024-01-01": 300.0}) == []
+    assert len(storage.read_days("other", ["2024-01-01"])) == 2
+
+
+def test_tables_of_a_day_are_written_together_or_not_at_all(tmp_path, monkeypatch):
+    storage = DailyParquetStorage(str(tmp_path))
+    days = ["2024-01-01", "2024-01-02"]
+    storage.write_tables({"a": _frame(days), "b": _frame(days)}, days)
+    real_write = storage_module.pq.write_table
+
+    def disk_full_for_b(table, where, **kwargs):
+        if "/b/" in where and "2024-01-03" in where:
+            raise OSError(28, "No space left on device")
+        real_write(table, where, **kwargs)
+
+    monkeypatch.setattr(storage_module.pq, "write_table", disk_full_for_b)
+    more = [*days, "2024-01-03"]
+    with pytest.raises(OSError) as raised:
+        storage.write_tables({"a": _frame(more * 2), "b": _frame(more * 2)}, more)
+    monkeypatch.undo()
+    assert "b day 2024-01-03: cannot write" in str(raised.value)
+    assert "No space left on device" in str(raised.value)
+    for table in ("a", "b"):  # nothing replaced, no day folder made, no temporary left
+        assert len(storage.read_days(table, days)) == 2
+        assert sorted(p.name for p in (tmp_path / table).iterdir()) == [
+            ".staging",
+            "race_date=2024-01-01",
+            "race_date=2024-01-02",
+        ]
+        assert list((tmp_path / table / ".staging").iterdir()) == []
+
+
+def test_temporaries_of_a_killed_writer_go_with_the_next_write_of_the_day(tmp_path):
+    storage = DailyParquetStorage(str(tmp_path))
+    storage.write_days("table", _frame(["2024-01-01"]), ["2024-01-01"])
+    day_folder = tmp_path / "table" / "race_date=2024-01-01"
+    leftovers = [
+        tmp_path / "table" / ".staging" / "2024-01-01.dead.tmp",
+        day_folder / ".data.parquet.dead.tmp",  # the layout of earlier versions
+    ]
+    live = tmp_path / "table" / ".staging" / "2024-01-01.live.tmp"  # a writer at work now
+    for path in [*leftovers, live]:
+        path.write_bytes(b"half")
+    two_hours_ago = __import__("time").time() - 7200
+    for path in leftovers:
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    storage.write_days("table", _frame(["2024-01-01"]), ["2024-01-01"])
+    assert [p.exists() for p in leftovers] == [False, False] and live.exists()
