@@ -194,6 +194,11 @@ def connect(
             return _open(location, limits)
         except (pymysql.err.OperationalError, pymysql.err.InternalError, sqlite3.Error) as err:
             cause = err
+            if not is_transient(err) and location.kind == "mysql":
+                # access denied, unknown database: asking again changes nothing
+                raise SourceUnavailableError(
+                    f"cannot connect to {location.describe()}: {err}"
+                ) from None
             if attempt < attempts:
                 wait = backoff_seconds * 2 ** (attempt - 1)
                 log.warning(

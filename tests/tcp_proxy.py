@@ -97,10 +97,10 @@ class TcpProxy:
                 limit = self._stall_at if downstream else None
                 if cut is not None and sent + len(data) >= cut:
                     sink.sendall(data[: max(0, cut - sent)])
-                    # a reset, as a dropped link or a killed server connection ends
-                    sink.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
-                    sink.close()
-                    source.close()
+                    # the link ends mid-answer, as a killed server connection ends it;
+                    # shutdown, not close alone: it wakes the other thread's blocked recv
+                    for sock in (sink, source):
+                        sock.shutdown(socket.SHUT_RDWR)
                     return
                 if limit is not None and sent + len(data) >= limit:
                     sink.sendall(data[: max(0, limit - sent)])

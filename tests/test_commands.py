@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import pyarrow.dataset as ds
@@ -165,3 +166,59 @@ def test_bad_settings_are_named(tmp_path, variable, value, message):
         text=True,
     )
     assert run.returncode != 0 and message in run.stderr
+
+
+def _materialize(env, cwd, partition_range="2024-01-01...2024-01-20"):
+    return subprocess.run(
+        ["dagster", "asset", "materialize", "-m", "feature_assets.definitions"]
+        + ["--select", "raw_races,raw_race_entries", "--partition-range", partition_range],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_password_with_special_characters_works_and_shows_nowhere(mysql_server, tmp_path):
+    """Percent-encoded, a password with / @ : # ? % works; unencoded, or wrong, or with the
+    link cut mid-read, the runs fail with messages that never hold it."""
+    password = f"Pw/@:#?%{uuid.uuid4().hex[:12]}"
+    secret = password.encode()
+    encoded = quote(password, safe="")
+    data = demo.generate(FIRST_DAY, days=20, races_per_day=12, seed=8)
+    with fresh_mysql_database(mysql_server) as url:
+        demo.load(url, data)
+        database = SourceLocation.from_url(url).database
+        with (
+            read_only_user(mysql_server, database, password) as user,
+            TcpProxy(mysql_server.host, mysql_server.port) as proxy,
+        ):
+            host = f"127.0.0.1:{proxy.port}"
+            cases = {
+                "works": f"mysql://{user}:{encoded}@{host}/{database}",
+                "unencoded": f"mysql://{user}:{password}@{host}/{database}",
+                "wrong": f"mysql://{user}:{encoded}x@{host}/{database}",
+                "cut": f"mysql://{user}:{encoded}@{host}/{database}",
+            }
+            outcomes = {}
+            for case, source in cases.items():
+                folder = tmp_path / case
+                folder.mkdir()
+                env = _environment(
+                    folder,
+                    FEATURE_ASSETS_SOURCE_URL=source,
+                    FEATURE_ASSETS_STORAGE_URL=str(folder / "parquet"),
+                    FEATURE_ASSETS_SOURCE_READ_ATTEMPTS="2",
+                )
+                if case == "cut":
+                    proxy.cut_after_bytes(20_000, times=2)
+                run = _materialize(env, folder)
+                outcomes[case] = run
+                assert secret not in (run.stdout + run.stderr).encode(), case
+                assert _files_containing(folder, secret) == [], case
+    assert outcomes["works"].returncode == 0, outcomes["works"].stderr[-2000:]
+    assert outcomes["unencoded"].returncode != 0
+    assert "not percent-encoded" in outcomes["unencoded"].stderr
+    assert outcomes["wrong"].returncode != 0 and "Access denied" in outcomes["wrong"].stderr
+    assert outcomes["cut"].returncode != 0 and "Lost connection" in outcomes["cut"].stderr
