@@ -24,7 +24,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -65,6 +65,16 @@ class StoredDays:
     table: str
     days: tuple[str, ...]
     rows: int
+
+
+@dataclass(frozen=True)
+class ReadInputs:
+    """The input days a computation read, and when their snapshots were taken: its output
+    days are written only while those inputs are still the stored ones."""
+
+    table: str
+    snapshot_at: Mapping[str, float]  # input day -> snapshot time as read
+    readers: Callable[[str], Iterable[str]]  # input day -> the output days computed from it
 
 
 class DamagedDayError(ValueError):
@@ -112,13 +122,15 @@ class DailyParquetStorage:
         frames: Mapping[str, pd.DataFrame],
         days: Sequence[str],
         snapshot_at: Mapping[str, float] | None = None,
+        inputs: ReadInputs | None = None,
     ) -> list[str]:
         """Writes each day of every table in `frames` together: all files are staged first,
         then each day's files replace the old ones; a failed staging leaves nothing behind.
 
-        With `snapshot_at` (day -> when the source snapshot of the day was taken), a day is
-        replaced only by a snapshot at least as new as the stored one; returns the days kept
-        because the stored snapshot is newer (another run read the source later).
+        Returns the days not written: with `snapshot_at` (day -> when the source snapshot of
+        the day was taken), a day is replaced only by a snapshot at least as new as the
+        stored one; with `inputs`, a day is not written if an input it was computed from has
+        been replaced since it was read (another run stored a newer snapshot meanwhile).
         """
         slices = [
             (table, day, self._stamped(rows, snapshot_at, day))
@@ -126,14 +138,14 @@ class DailyParquetStorage:
             for day, rows in _day_slices(table, frame, days)
         ]
         if not self.is_local:
-            return self._upload(slices, snapshot_at)
+            return self._upload(slices, snapshot_at, inputs)
         staged: dict[tuple[str, str], str] = {}
         try:
             with ThreadPoolExecutor(WRITE_THREADS) as pool:
                 for key, temporary in pool.map(lambda item: self._stage(*item), slices):
                     staged[key] = temporary
             with self._commit_lock():
-                return self._commit(list(frames), sorted(days), staged, snapshot_at)
+                return self._commit(list(frames), sorted(days), staged, snapshot_at, inputs)
         finally:
             for temporary in staged.values():
                 if os.path.exists(temporary):
@@ -178,11 +190,13 @@ class DailyParquetStorage:
         days: list[str],
         staged: dict[tuple[str, str], str],
         snapshot_at: Mapping[str, float] | None,
+        inputs: ReadInputs | None,
     ) -> list[str]:
         kept = []
+        stale = self._stale_days(inputs)
         for day in days:
             stored = self.snapshot_at(tables[0], day) if snapshot_at is not None else None
-            if stored is not None and stored > snapshot_at[day]:
+            if (stored is not None and stored > snapshot_at[day]) or day in stale:
                 kept.append(day)
                 continue
             for table in tables:
@@ -202,10 +216,20 @@ class DailyParquetStorage:
                     if os.path.getmtime(leftover) < horizon:
                         os.unlink(leftover)
 
-    def _upload(self, slices, snapshot_at) -> list[str]:
-        """An object store: each upload is atomic by itself; the snapshot time is compared
+    def _stale_days(self, inputs: ReadInputs | None) -> set[str]:
+        """The output days computed from an input day that has been replaced since."""
+        if inputs is None:
+            return set()
+        stale: set[str] = set()
+        for day, read in inputs.snapshot_at.items():
+            if self.snapshot_at(inputs.table, day) != read:
+                stale.update(inputs.readers(day))
+        return stale
+
+    def _upload(self, slices, snapshot_at, inputs) -> list[str]:
+        """An object store: each upload is atomic by itself; snapshot times are compared
         before the upload (not under a lock: a cloud writer racing within that moment wins)."""
-        kept = set()
+        kept = self._stale_days(inputs)
         if snapshot_at is not None:
             table = slices[0][0] if slices else None
             for day in {day for _, day, _ in slices}:
@@ -285,8 +309,9 @@ class DailyParquetStorage:
                 partitioning=HIVE_PARTITIONING,
                 partition_base_dir=self.table_path(table),
             )
+            stamps = {}
             if file_schema is not None:
-                self._check_schemas(table, dataset, file_schema)
+                stamps = self._check_files(table, dataset, file_schema)
             arrow = dataset.to_table()
         except DamagedDayError:
             raise
@@ -302,17 +327,23 @@ class DailyParquetStorage:
         else:
             arrow = arrow.select(schema.names)
         # split_blocks + self_destruct: each column's Arrow memory is freed once converted
-        return arrow.to_pandas(split_blocks=True, self_destruct=True)
+        frame = arrow.to_pandas(split_blocks=True, self_destruct=True)
+        frame.attrs["snapshot_at"] = stamps  # day -> snapshot time, for `ReadInputs`
+        return frame
 
-    def _check_schemas(self, table: str, dataset: ds.Dataset, schema: pa.Schema) -> None:
+    def _check_files(self, table: str, dataset: ds.Dataset, schema: pa.Schema) -> dict[str, float]:
         """Each file's own columns and types against `schema` (a dataset given a schema would
-        read a missing column as NULLs)."""
+        read a missing column as NULLs); returns each day's snapshot time, where recorded."""
+        stamps = {}
         for fragment in dataset.get_fragments():
             try:
                 found = pa.schema([(field.name, field.type) for field in fragment.physical_schema])
             except (OSError, ValueError, pa.ArrowException) as err:
                 raise self._damaged(table, [fragment.path], err) from None
             if found.equals(schema.remove_metadata()):
+                value = (fragment.metadata.metadata or {}).get(SNAPSHOT_AT_KEY)
+                if value is not None:
+                    stamps[_day_of(fragment.path)] = float(value)
                 continue
             expected = {field.name: field.type for field in schema}
             got = {field.name: field.type for field in found}
@@ -328,6 +359,7 @@ class DailyParquetStorage:
                 f" table's columns ({'; '.join(problems) or 'columns out of order'});"
                 " materialise the day again"
             )
+        return stamps
 
     def _damaged(self, table: str, paths: Sequence[str], err: Exception) -> DamagedDayError:
         """Names the files among `paths` that fail to read whole, with their own errors."""

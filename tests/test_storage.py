@@ -239,3 +239,31 @@ def test_temporaries_of_a_killed_writer_go_with_the_next_write_of_the_day(tmp_pa
         os.utime(path, (two_hours_ago, two_hours_ago))
     storage.write_days("table", _frame(["2024-01-01"]), ["2024-01-01"])
     assert [p.exists() for p in leftovers] == [False, False] and live.exists()
+
+
+def test_outputs_of_an_input_replaced_since_it_was_read_are_not_written(tmp_path):
+    from feature_assets.storage import ReadInputs
+
+    storage = DailyParquetStorage(str(tmp_path))
+    raw_days = ["2024-01-01", "2024-01-02"]
+    storage.write_tables({"raw": _frame(raw_days)}, raw_days, dict.fromkeys(raw_days, 100.0))
+    read = storage.read_days("raw", raw_days, _SCHEMA)
+    assert read.attrs["snapshot_at"] == dict.fromkeys(raw_days, 100.0)
+    # another run stores a newer snapshot of the second day after this run read it
+    storage.write_tables({"raw": _frame(["2024-01-02"])}, ["2024-01-02"], {"2024-01-02": 150.0})
+    inputs = ReadInputs("raw", read.attrs["snapshot_at"], readers=lambda day: [day])
+    skipped = storage.write_tables({"out": _frame(raw_days)}, raw_days, inputs=inputs)
+    assert skipped == ["2024-01-02"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("race_date=*")) == [
+        "race_date=2024-01-01"
+    ]
+
+
+_SCHEMA = pa.schema(
+    [
+        ("race_id", pa.int64()),
+        ("race_date", pa.timestamp("ns")),
+        ("score", pa.float64()),
+        ("name", pa.string()),
+    ]
+)

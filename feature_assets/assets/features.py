@@ -21,15 +21,17 @@ from feature_assets.assets.checks import (
     log_day_evaluations,
 )
 from feature_assets.assets.day_metadata import add_metadata_by_day
+from feature_assets.dates import compact_days
 from feature_assets.partitions import (
     backfill_policy,
     daily_partitions,
     history_window,
     require_days,
 )
-from feature_assets.racing.features import compute_race_features
+from feature_assets.racing.features import HISTORY_DAYS, compute_race_features
 from feature_assets.racing.quality import InvalidRacesError
 from feature_assets.racing.summaries import feature_facts_by_day, feature_summary
+from feature_assets.storage import ReadInputs, StoredDays
 
 # metadata of a failure for invalid races: {day: ["race_id R: rule; rule", ...]}
 INVALID_RACES_BY_DAY = "invalid_races_by_day"
@@ -82,11 +84,44 @@ def race_features(
     except Exception:
         storage.delete_days("race_features", days)
         raise
+    superseded = _store(storage, features, days, raw_race_entries)
+    if superseded:
+        written = sorted(set(days) - set(superseded))
+        _record_days(context, features, raw_races, raw_race_entries, written)
+        raise _superseded_failure(superseded)
     metadata = day_metadata(features, raw_races, raw_race_entries, days)
     add_metadata_by_day(context, context.asset_key, metadata)
-    yield Output(features)
+    yield Output(StoredDays("race_features", tuple(days), len(features)))
     outcomes = feature_rows_by_day(features, raw_races, raw_race_entries, days)
     yield check_result(context, ONE_ROW_PER_VALID_ENTRY, outcomes)
+
+
+def _store(
+    storage, features: pd.DataFrame, days: list[str], raw_race_entries: pd.DataFrame
+) -> list[str]:
+    """Writes the feature days unless a raw day they read was replaced since it was read
+    (a run that overlaps on those raw days stored a newer snapshot); returns those days."""
+    stamps = raw_race_entries.attrs.get("snapshot_at", {})
+
+    def readers(raw_day: str) -> list[str]:
+        start = pd.Timestamp(raw_day)
+        return [d for d in days if 0 <= (pd.Timestamp(d) - start).days <= HISTORY_DAYS]
+
+    inputs = ReadInputs("raw_race_entries", stamps, readers)
+    return storage.write_tables({"race_features": features}, days, inputs=inputs)
+
+
+def _superseded_failure(superseded: list[str]) -> Failure:
+    return Failure(
+        description=(
+            f"raw days were replaced by a newer snapshot while this run computed the features"
+            f" of {compact_days(superseded)}; those days were not written (the run that stored"
+            " the newer snapshot, or the correction sensor, recomputes them; or run"
+            f" feature-assets backfill --days {compact_days(superseded, separator=',')}"
+            " --assets race_features --wait)"
+        ),
+        metadata={"superseded_days": MetadataValue.text(compact_days(superseded))},
+    )
 
 
 def invalid_races_by_day(violations: pd.DataFrame) -> dict[str, list[str]]:
@@ -107,14 +142,30 @@ def _write_good_days(
     """Stores the valid days of a failing range and records each as materialised."""
     features = compute_race_features(raw_races, raw_race_entries, good_days)
     storage = context.resources.io_manager.storage
-    storage.write_days("race_features", features, good_days)
-    metadata = day_metadata(features, raw_races, raw_race_entries, good_days)
-    for day in good_days:
+    superseded = _store(storage, features, good_days, raw_race_entries)
+    written = sorted(set(good_days) - set(superseded))
+    _record_days(context, features, raw_races, raw_race_entries, written)
+    if superseded:
+        context.log.warning(_superseded_failure(superseded).description)
+    return features
+
+
+def _record_days(
+    context: AssetExecutionContext,
+    features: pd.DataFrame,
+    raw_races: pd.DataFrame,
+    raw_race_entries: pd.DataFrame,
+    days: list[str],
+) -> None:
+    """Records each of `days` as materialised (a run whose other days fail)."""
+    if not days:
+        return
+    metadata = day_metadata(features, raw_races, raw_race_entries, days)
+    for day in days:
         context.log_event(
             AssetMaterialization(asset_key=context.asset_key, partition=day, metadata=metadata[day])
         )
-    context.log.info(f"wrote the {len(good_days)} valid day(s) of the range")
-    return features
+    context.log.info(f"wrote {len(days)} day(s) of the range")
 
 
 SUMMARY_SCHEMA = TableSchema(
