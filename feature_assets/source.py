@@ -283,10 +283,8 @@ def read_snapshot(
     finally:
         if connection is not None:
             _close_quietly(connection)
-    races = pd.concat([p[0] for p in parts], ignore_index=True) if len(parts) > 1 else parts[0][0]
-    entries = pd.concat([p[1] for p in parts], ignore_index=True) if len(parts) > 1 else parts[0][1]
-    races = races.sort_values("race_id", ignore_index=True)
-    entries = entries.sort_values(["race_id", "lane"], ignore_index=True)
+    races = pd.concat([p[0] for p in parts]).sort_values("race_id", ignore_index=True)
+    entries = pd.concat([p[1] for p in parts]).sort_values(["race_id", "lane"], ignore_index=True)
     taken_at = {
         (first + dt.timedelta(days=i)).isoformat(): frames[2]
         for (first, last), frames in zip(windows, parts, strict=True)
