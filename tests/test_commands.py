@@ -168,10 +168,12 @@ def test_bad_settings_are_named(tmp_path, variable, value, message):
     assert run.returncode != 0 and message in run.stderr
 
 
-def _materialize(env, cwd, partition_range="2024-01-01...2024-01-20"):
+def _materialize(env, cwd, *days: str):
+    """The raw assets through `dagster asset materialize`, for `--partition[-range] DAYS`."""
+    days = days or ("--partition-range", "2024-01-01...2024-01-20")
     return subprocess.run(
         ["dagster", "asset", "materialize", "-m", "feature_assets.definitions"]
-        + ["--select", "raw_races,raw_race_entries", "--partition-range", partition_range],
+        + ["--select", "raw_races,raw_race_entries", *days],
         env=env,
         cwd=cwd,
         capture_output=True,

@@ -21,7 +21,7 @@ from tests import reference
 from tests.conftest import fresh_mysql_database, server_connection
 from tests.tcp_proxy import TcpProxy, proxied_url
 from tests.test_backfill_command import _backfill, _targets
-from tests.test_commands import REPO, _environment
+from tests.test_commands import REPO, _environment, _materialize
 from tests.test_pipeline import ALL, _run
 
 FIRST_DAY = dt.date(2024, 1, 1)
@@ -175,15 +175,7 @@ def test_a_bad_storage_url_is_reported_once_before_any_run(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     env = _environment(tmp_path, FEATURE_ASSETS_STORAGE_URL=str(blocker / "parquet"))
-    run = subprocess.run(
-        ["dagster", "asset", "materialize", "-m", "feature_assets.definitions"]
-        + ["--select", "raw_races,raw_race_entries", "--partition", "2024-01-05"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = _materialize(env, tmp_path, "--partition", "2024-01-05")
     assert run.returncode != 0
     assert "FEATURE_ASSETS_STORAGE_URL" in run.stderr and "cannot write there" in run.stderr
     with instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
@@ -192,20 +184,7 @@ def test_a_bad_storage_url_is_reported_once_before_any_run(tmp_path):
 
 def test_a_reversed_range_is_named(tmp_path):
     env = _environment(tmp_path)
-    run = subprocess.run(
-        ["dagster", "asset", "materialize", "-m", "feature_assets.definitions"]
-        + [
-            "--select",
-            "raw_races,raw_race_entries",
-            "--partition-range",
-            "2024-01-05...2024-01-01",
-        ],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = _materialize(env, tmp_path, "--partition-range", "2024-01-05...2024-01-01")
     assert run.returncode != 0
     assert "range 2024-01-05...2024-01-01 is reversed" in run.stdout + run.stderr
 

@@ -62,7 +62,8 @@ NEW, UNCHANGED, CHANGED = "new", "unchanged", "changed"
     check_specs=[NO_INVALID_RACES],
 )
 def raw_snapshot(context: AssetExecutionContext):
-    """Reads every day of the run through one connection and one query per table."""
+    """Reads every day of the run through one connection, in windows of whole days (one
+    consistent snapshot and one query per table each), and stores both tables together."""
     source: SourceDatabase = context.resources.source
     days = require_days(context)
     partitions = (
