@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
-
 from feature_assets.racing.features import HISTORY_DAYS, compute_race_features
+
 from feature_assets.source import SourceLocation, read_snapshot
 from feature_assets.storage import DailyParquetStorage
 

@@ -48,10 +48,9 @@ from feature_assets import settings
 from feature_assets.assets.raw import CHANGED, NEW, RAW_RACE_ENTRIES, RAW_RACES
 from feature_assets.dates import compact_days, day_ranges
 from feature_assets.day_status import run_days
+from feature_assets.feature_sets import registered_sets
 from feature_assets.partitions import daily_partitions
-from feature_assets.racing.features import HISTORY_DAYS
 
-RACE_FEATURES = AssetKey("race_features")
 JOB_NAME = "race_features_job"
 TIMEZONE = "Asia/Tokyo"
 TOKYO = ZoneInfo(TIMEZONE)
@@ -132,33 +131,37 @@ def daily_race_features(context: ScheduleEvaluationContext):
     return requests or SkipReason(f"{_iso(new_day)} is before the first partition")
 
 
-def _run_days(instance: DagsterInstance, run: DagsterRun | None) -> set[str]:
-    """The race_features days that a run, or the backfill it belongs to, computes."""
+def _run_days(instance: DagsterInstance, run: DagsterRun | None, asset: AssetKey) -> set[str]:
+    """The days of a feature set's `asset` that a run, or the backfill it belongs to, computes."""
     if run is None:
         return set()
     backfill_id = run.tags.get(BACKFILL_ID_TAG)
     backfill = instance.get_backfill(backfill_id) if backfill_id else None
     if backfill is not None and backfill.asset_backfill_data is not None:
         target = backfill.asset_backfill_data.target_subset
-        if RACE_FEATURES not in target.partitions_subsets_by_asset_key:
+        if asset not in target.partitions_subsets_by_asset_key:
             return set()
-        return set(target.get_partitions_subset(RACE_FEATURES).get_partition_keys())
-    if run.asset_selection is not None and RACE_FEATURES not in run.asset_selection:
+        return set(target.get_partitions_subset(asset).get_partition_keys())
+    if run.asset_selection is not None and asset not in run.asset_selection:
         return set()
     return run_days(run.tags)
 
 
-def _reading_days(day: str, last_day: str) -> list[str]:
-    """The feature days whose history window holds raw `day`: day .. day+365, up to last."""
+def _reading_days(day: str, last_day: str, window: int) -> list[str]:
+    """The feature days whose history window holds raw `day`: day .. day+window, up to last."""
     start = dt.date.fromisoformat(day)
-    end = min(start + dt.timedelta(days=HISTORY_DAYS), dt.date.fromisoformat(last_day))
+    end = min(start + dt.timedelta(days=window), dt.date.fromisoformat(last_day))
     return [_iso(start + dt.timedelta(days=i)) for i in range((end - start).days + 1)]
 
 
-def _runs_yet_to_read(instance: DagsterInstance) -> list[tuple[float | None, set[str]]]:
-    """(start time, feature days) of the runs that are waiting or working now."""
+def _runs_yet_to_read(
+    instance: DagsterInstance, asset: AssetKey
+) -> list[tuple[float | None, set[str]]]:
+    """(start time, days of `asset`) of the runs that are waiting or working now."""
     records = instance.get_run_records(RunsFilter(statuses=YET_TO_FINISH))
-    return [(record.start_time, _run_days(instance, record.dagster_run)) for record in records]
+    return [
+        (record.start_time, _run_days(instance, record.dagster_run, asset)) for record in records
+    ]
 
 
 def _content(record) -> str | None:
@@ -170,9 +173,9 @@ def _content(record) -> str | None:
 
 def stale_feature_days(
     instance: DagsterInstance, after_storage_id: int | None, last_day: str
-) -> tuple[dict[str, set[str]], int | None]:
-    """Feature days to recompute, each with the raw days that made it stale, from the raw
-    days stored after `after_storage_id`; and the storage id to continue from.
+) -> tuple[dict[str, dict[str, set[str]]], int | None]:
+    """Per feature set, the days to recompute, each with the raw days that made it stale,
+    from the raw days stored after `after_storage_id`; and the storage id to continue from.
 
     A feature day is left alone when a run will compute it after the raw day was stored:
     the run that stored it (or its backfill), or a run that had not started by then.
@@ -184,26 +187,41 @@ def stale_feature_days(
     ).records
     if not records:
         return {}, after_storage_id
+    changes = [record for record in records if _content(record) in (NEW, CHANGED)]
+    stale = {}
+    for feature_set in registered_sets():
+        of_set = _stale_days_of(instance, changes, last_day, feature_set)
+        if of_set:
+            stale[feature_set.name] = of_set
+    return stale, records[-1].storage_id
+
+
+def _stale_days_of(instance, changes, last_day, feature_set) -> dict[str, set[str]]:
+    asset = AssetKey(feature_set.name)
     changed = [
-        (record, _reading_days(record.asset_materialization.partition, last_day))
-        for record in records
-        if _content(record) in (NEW, CHANGED)
+        (
+            record,
+            _reading_days(
+                record.asset_materialization.partition, last_day, feature_set.history_days
+            ),
+        )
+        for record in changes
     ]
     # the latest materialisations of every day these raw days feed, read once per tick
     readers = set().union(*(days for _, days in changed))
     computed = instance.get_latest_storage_id_by_partition(
-        RACE_FEATURES, DagsterEventType.ASSET_MATERIALIZATION, partitions=readers
+        asset, DagsterEventType.ASSET_MATERIALIZATION, partitions=readers
     )
     available = instance.get_latest_storage_id_by_partition(
         RAW_RACES, DagsterEventType.ASSET_MATERIALIZATION, partitions=readers
     )
     stale: dict[str, set[str]] = {}
     covered_by_run: dict[str, set[str]] = {}
-    in_flight = _runs_yet_to_read(instance) if changed else []
+    in_flight = _runs_yet_to_read(instance, asset) if changed else []
     for record, feeds in changed:
         if record.run_id not in covered_by_run:
             covered_by_run[record.run_id] = _run_days(
-                instance, instance.get_run_by_id(record.run_id)
+                instance, instance.get_run_by_id(record.run_id), asset
             )
         covered = covered_by_run[record.run_id].union(
             *(days for started, days in in_flight if started is None or started > record.timestamp)
@@ -215,18 +233,21 @@ def stale_feature_days(
                 and day not in covered
             ):
                 stale.setdefault(day, set()).add(record.asset_materialization.partition)
-    return stale, records[-1].storage_id
+    return stale
 
 
-def recompute_requests(stale: dict[str, set[str]], cursor: int) -> Iterator[RunRequest]:
-    """One run per stretch of consecutive stale feature days."""
-    for first, last in day_ranges(list(stale)):
-        causes = sorted(set().union(*(stale[d] for d in stale if first <= d <= last)))
-        yield RunRequest(
-            run_key=f"recompute:{first}...{last}:{cursor}",
-            asset_selection=[RACE_FEATURES],
-            tags={**_range_tags(first, last), CHANGED_DAYS_TAG: compact_days(causes)},
-        )
+def recompute_requests(
+    stale_by_set: dict[str, dict[str, set[str]]], cursor: int
+) -> Iterator[RunRequest]:
+    """Per feature set, one run per stretch of consecutive stale days."""
+    for name, stale in sorted(stale_by_set.items()):
+        for first, last in day_ranges(list(stale)):
+            causes = sorted(set().union(*(stale[d] for d in stale if first <= d <= last)))
+            yield RunRequest(
+                run_key=f"recompute:{name}:{first}...{last}:{cursor}",
+                asset_selection=[AssetKey(name)],
+                tags={**_range_tags(first, last), CHANGED_DAYS_TAG: compact_days(causes)},
+            )
 
 
 @sensor(

@@ -23,11 +23,12 @@ from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 from dagster._core.utils import make_new_backfill_id
 
 from feature_assets import settings
+from feature_assets.assets.feature_sets import k8s_run_tags
 from feature_assets.dates import day_ranges
+from feature_assets.day_status import RAW_ASSETS
+from feature_assets.feature_sets import registered_sets
 from feature_assets.partitions import daily_partitions
-from feature_assets.racing.features import HISTORY_DAYS
 
-RAW_ASSETS = ("raw_races", "raw_race_entries")  # one snapshot: always together
 RUNNING = (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING)
 
 
@@ -48,14 +49,14 @@ def with_raw_assets_together(days_by_asset: Mapping[str, Sequence[str]]) -> dict
     return result
 
 
-def history_days(feature_days: Sequence[str]) -> list[str]:
-    """The raw days that the feature days read: D-365 .. D of each, within the partitions."""
+def history_days(feature_days: Sequence[str], window: int) -> list[str]:
+    """The raw days that the feature days read: D-window .. D of each, within the partitions."""
     keys = daily_partitions.get_partition_keys()
     index = {key: i for i, key in enumerate(keys)}
     needed: set[int] = set()
     for day in feature_days:
         last = index[day]
-        needed.update(range(max(0, last - HISTORY_DAYS), last + 1))
+        needed.update(range(max(0, last - window), last + 1))
     return [keys[i] for i in sorted(needed)]
 
 
@@ -67,11 +68,12 @@ def with_raw_days_needed(
     """Adds to the raw assets the history days the feature days read that are not stored;
     with `snapshot_again`, the feature days themselves too (a failed day is snapshotted again,
     since its source may have been fixed since)."""
-    feature_days = list(days_by_asset.get("race_features", []))
     raw = {day for asset in RAW_ASSETS for day in days_by_asset.get(asset, [])}
-    raw |= set(history_days(feature_days)) - stored_raw_days
-    if snapshot_again:
-        raw |= set(feature_days)
+    for feature_set in registered_sets():
+        feature_days = list(days_by_asset.get(feature_set.name, []))
+        raw |= set(history_days(feature_days, feature_set.history_days)) - stored_raw_days
+        if snapshot_again:
+            raw |= set(feature_days)
     result = {asset: list(days) for asset, days in days_by_asset.items()}
     if raw:
         result.update({asset: sorted(raw) for asset in RAW_ASSETS})
@@ -93,6 +95,8 @@ def launch_backfill(
         # a retried run redoes every step: writes are idempotent, and a worker killed after
         # a step finished would otherwise leave "no steps needed to be retried"
         "dagster/retry_strategy": "ALL_STEPS",
+        # the pod asks for what the feature sets of the backfill declare (K8sRunLauncher)
+        **k8s_run_tags([s for s in registered_sets() if s.name in days_by_asset]),
     }
     selectors = [
         PartitionsByAssetSelector(

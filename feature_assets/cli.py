@@ -95,13 +95,24 @@ def _instance():
     return DagsterInstance.get()
 
 
+def _known_assets(ctx, param, values):
+    from feature_assets.day_status import all_assets
+
+    unknown = sorted(set(values) - set(all_assets()))
+    if unknown:
+        raise click.BadParameter(
+            f"unknown asset(s): {', '.join(unknown)} (known: {', '.join(all_assets())})"
+        )
+    return values
+
+
 @main.command()
 @click.option(
     "--asset",
     "assets",
     multiple=True,
-    type=click.Choice(["raw_races", "raw_race_entries", "race_features"]),
-    help="Only this asset (repeatable). Default: all three.",
+    callback=_known_assets,
+    help="Only this asset (repeatable). Default: the raw assets and every feature set.",
 )
 @click.option("--verbose", is_flag=True, help="Every failed day with its own error.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable, with every day's error.")
@@ -111,10 +122,10 @@ def status(assets: tuple[str, ...], verbose: bool, as_json: bool) -> None:
     Failed days are grouped by cause (the root error: the invalid race and rule, the
     exception's own message). Exits 0 only when every day is materialised.
     """
-    from feature_assets.day_status import ASSETS, days_by_state
+    from feature_assets.day_status import days_by_state
 
     with _instance() as instance:
-        states = days_by_state(instance, assets or ASSETS)
+        states = days_by_state(instance, assets or None)
     if as_json:
         click.echo(json.dumps([state.as_json() for state in states], indent=2))
     else:
@@ -205,13 +216,18 @@ def _days_in(text: str) -> list[str]:
 @main.command()
 @click.option("--missing", is_flag=True, help="Each asset's days that were never materialised.")
 @click.option("--failed", is_flag=True, help="Each asset's days whose last run failed.")
+@click.option(
+    "--stale",
+    is_flag=True,
+    help="Each feature set's days computed by code that has changed since (its code version).",
+)
 @click.option("--range", "day_range", metavar="START...END", help="Every day of a range.")
 @click.option("--days", metavar="D1,D2,...", help="These days.")
 @click.option(
     "--assets",
-    default="raw_races,raw_race_entries,race_features",
+    default="all",
     show_default=True,
-    help="Comma-separated assets.",
+    help="Comma-separated assets: raw_races, raw_race_entries, feature sets; all: every one.",
 )
 @click.option(
     "--days-per-run",
@@ -222,6 +238,7 @@ def _days_in(text: str) -> list[str]:
 def backfill(
     missing: bool,
     failed: bool,
+    stale: bool,
     day_range: str | None,
     days: str | None,
     assets: str,
@@ -230,23 +247,41 @@ def backfill(
 ) -> None:
     """Launch a Dagster asset backfill of exactly the chosen days (runs on the daemon)."""
     from feature_assets.backfills import (
-        RAW_ASSETS,
         chunks,
         launch_backfill,
         with_raw_assets_together,
         with_raw_days_needed,
     )
-    from feature_assets.day_status import ASSETS, days_by_state
+    from feature_assets.day_status import (
+        RAW_ASSETS,
+        all_assets,
+        days_by_state,
+        feature_set_names,
+        stale_days,
+    )
+    from feature_assets.feature_sets import feature_set
 
-    if sum([missing, failed, day_range is not None, days is not None]) != 1:
-        raise click.UsageError("choose exactly one of --missing, --failed, --range, --days")
+    if sum([missing, failed, stale, day_range is not None, days is not None]) != 1:
+        raise click.UsageError(
+            "choose exactly one of --missing, --failed, --stale, --range, --days"
+        )
     selected = [asset.strip() for asset in assets.split(",") if asset.strip()]
-    unknown = sorted(set(selected) - set(ASSETS))
+    selected = list(all_assets()) if selected == ["all"] else selected
+    unknown = sorted(set(selected) - set(all_assets()))
     if unknown:
-        raise click.BadParameter(f"unknown asset(s): {', '.join(unknown)}", param_hint="--assets")
+        raise click.BadParameter(
+            f"unknown asset(s): {', '.join(unknown)} (known: {', '.join(all_assets())})",
+            param_hint="--assets",
+        )
+    sets = [name for name in selected if name in feature_set_names()]
 
     with _instance() as instance:
-        if missing or failed:
+        if stale:
+            days_by_asset = {
+                name: stale_days(instance, name, feature_set(name).code_version) for name in sets
+            }
+            title = "feature-assets: stale days (code changed)"
+        elif missing or failed:
             states = days_by_state(instance, selected)
             days_by_asset = {s.asset: (s.missing if missing else s.failed) for s in states}
             title = "feature-assets: missing days" if missing else "feature-assets: failed days"
@@ -254,7 +289,7 @@ def backfill(
             chosen = _days_in(day_range or days or "")
             days_by_asset = {asset: chosen for asset in selected}
             title = f"feature-assets: {day_range or days}"
-        if "race_features" in days_by_asset:
+        if any(days_by_asset.get(name) for name in sets):
             [raw_state] = days_by_state(instance, ["raw_race_entries"], with_errors=False)
             days_by_asset = with_raw_days_needed(
                 days_by_asset, set(raw_state.materialized), snapshot_again=failed
@@ -273,13 +308,15 @@ def backfill(
                 launch_backfill(instance, {a: chunk for a in RAW_ASSETS}, title)
                 for chunk in chunks(raw_days, days_per_run)
             ]
-            if "race_features" in days_by_asset:
+            feature_days = {n: d for n, d in days_by_asset.items() if n not in RAW_ASSETS}
+            if feature_days:
                 if backfill_ids:
                     click.echo("Snapshotting the raw days first: features read them.")
                     _follow(instance, backfill_ids)
                 backfill_ids += [
-                    launch_backfill(instance, {"race_features": chunk}, title)
-                    for chunk in chunks(days_by_asset["race_features"], days_per_run)
+                    launch_backfill(instance, {name: chunk}, title)
+                    for name, of_set in sorted(feature_days.items())
+                    for chunk in chunks(of_set, days_per_run)
                 ]
         for asset, asset_days in sorted(days_by_asset.items()):
             click.echo(f"  {asset}: {len(asset_days)} day(s)")
@@ -320,6 +357,60 @@ def _follow(instance, backfill_ids: list[str]):
         time.sleep(2)
 
 
+@main.command("check-leakage")
+@click.argument("set_name", metavar="SET")
+@click.option(
+    "--days",
+    "sample",
+    type=click.IntRange(min=1),
+    default=7,
+    show_default=True,
+    help="How many stored days to recompute, spread over the stored range.",
+)
+def check_leakage_command(set_name: str, sample: int) -> None:
+    """Recompute stored days of SET from a source cut at each day and report every value
+    that differs: proof that its code does not look ahead, even around the API.
+
+    Each sampled day D is computed again with the source holding only rows up to D, D's
+    results hidden, and no stored Parquet to read. Exits 1 when any value differs.
+    """
+    from feature_assets.day_status import days_by_state
+    from feature_assets.feature_sets import feature_set
+    from feature_assets.leakage import check_leakage, sample_days
+    from feature_assets.resources import STORED_SCHEMAS, SourceDatabase
+    from feature_assets.storage import DailyParquetStorage
+
+    try:
+        chosen = feature_set(set_name)
+    except KeyError as err:
+        raise click.BadParameter(str(err.args[0]), param_hint="SET") from None
+    with _instance() as instance:
+        [state] = days_by_state(instance, [chosen.name], with_errors=False)
+    days = sample_days(state.materialized, sample)
+    if not days:
+        raise click.ClickException(f"{chosen.name} has no materialised day to check yet")
+    storage = DailyParquetStorage(settings.storage_url())
+    stored = storage.read_days(chosen.name, days, STORED_SCHEMAS[chosen.name])
+    source = SourceDatabase(
+        url=os.environ.get("FEATURE_ASSETS_SOURCE_URL") or settings.default_source_url()
+    )
+    first = dt.date.fromisoformat(days[0]) - dt.timedelta(days=chosen.history_days)
+    snapshot = source.read_snapshot(first, dt.date.fromisoformat(days[-1]))
+    click.echo(f"Recomputing {len(days)} day(s) of {chosen.name} from a source cut at each day ...")
+    found = check_leakage(chosen, days, stored, snapshot.races, snapshot.entries)
+    if not found:
+        click.echo(
+            f"No leak: {len(days)} day(s) ({', '.join(days)}) recompute to the stored values."
+        )
+        return
+    click.echo(f"LEAK: {len(found)} value(s) differ from what the source cut at their day gives:")
+    for difference in found[:50]:
+        click.echo(f"  {difference.describe()}")
+    if len(found) > 50:
+        click.echo(f"  ... and {len(found) - 50} more")
+    sys.exit(1)
+
+
 @main.command()
 @click.option("--days", type=click.IntRange(min=1), required=True, help="Days to backfill.")
 @click.option(
@@ -338,14 +429,47 @@ def _follow(instance, backfill_ids: list[str]):
 @click.option("--source-pool", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--vcpu-per-run", type=click.FloatRange(min=0.25), default=1.0, show_default=True)
 @click.option("--pod-start", type=click.FloatRange(min=0), default=45.0, show_default=True)
+@click.option(
+    "--set",
+    "set_name",
+    help="Plan this feature set's backfill (its raw days stored): CPUs per pod, days per"
+    " run, machine and nodes, from its measured seconds per race.",
+)
+@click.option(
+    "--seconds-per-race",
+    type=click.FloatRange(min=0, min_open=True),
+    help="CPU seconds of the set's code per race (default: measured in run history).",
+)
+@click.option("--races-per-day", type=click.FloatRange(min=1), default=40, show_default=True)
+@click.option(
+    "--target-minutes",
+    type=click.FloatRange(min=1),
+    default=15,
+    show_default=True,
+    help="With --set/--seconds-per-race: the wall time to reach.",
+)
 def plan(
     days: int,
     seconds_per_day: float | None,
     from_history: bool,
     days_per_run: int | None,
+    set_name: str | None,
+    seconds_per_race: float | None,
+    races_per_day: float,
+    target_minutes: float,
     **cluster_options,
 ) -> None:
-    """Estimate runs, pods, vCPU, nodes, wall time and cost of a backfill on GKE."""
+    """Estimate runs, pods, vCPU, nodes, wall time and cost of a backfill on GKE.
+
+    With --set or --seconds-per-race: a feature set's CPU-heavy backfill, planned to end
+    within --target-minutes at the lowest cost within --vcpu-quota; when the quota cannot
+    reach it, the fastest plan within it and the quota to request.
+    """
+    if set_name or seconds_per_race:
+        _plan_feature_set(
+            days, set_name, seconds_per_race, races_per_day, target_minutes, cluster_options
+        )
+        return
     source = "given"
     if from_history:
         with _instance() as instance:
@@ -374,3 +498,47 @@ def plan(
                 f"{choice:>12} {other.runs:>6} {other.wall_seconds / 60:>10.1f}"
                 f" {other.cost_usd:>8.2f}{mark}"
             )
+
+
+def _plan_feature_set(days, set_name, seconds_per_race, races_per_day, target_minutes, options):
+    from feature_assets.planning import (
+        SetWorkload,
+        best_set_plan,
+        measured_seconds_per_race,
+        quota_advice,
+    )
+
+    history_days = 365
+    source = "given"
+    if set_name:
+        from feature_assets.feature_sets import feature_set
+
+        try:
+            history_days = feature_set(set_name).history_days
+        except KeyError as err:
+            raise click.BadParameter(str(err.args[0]), param_hint="--set") from None
+        if seconds_per_race is None:
+            with _instance() as instance:
+                seconds_per_race = measured_seconds_per_race(instance, set_name)
+            if seconds_per_race is None:
+                raise click.UsageError(
+                    f"{set_name} has no materialised day with a measured time yet;"
+                    " give --seconds-per-race"
+                )
+            source = "measured in this instance's materialisations"
+    workload = SetWorkload(days, races_per_day, seconds_per_race, history_days)
+    cluster = Cluster(**options)
+    chosen, quota_needed = best_set_plan(workload, cluster, target_minutes * 60)
+    click.echo(chosen.describe())
+    click.echo(f"(seconds per race {source}; vCPU quota {cluster.vcpu_quota:,})")
+    if chosen.wall_seconds <= target_minutes * 60:
+        click.echo(f"meets the target of {target_minutes:g} min within the quota")
+    elif quota_needed:
+        click.echo(
+            f"the quota of {cluster.vcpu_quota:,} vCPU cannot finish within"
+            f" {target_minutes:g} min (above: the fastest plan it allows); to reach it,"
+            f" {quota_advice(chosen, quota_needed)}, then plan again with"
+            f" --vcpu-quota {quota_needed}"
+        )
+    else:
+        click.echo(f"no plan reaches {target_minutes:g} min: one day alone takes longer")

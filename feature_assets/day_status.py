@@ -6,10 +6,18 @@ it takes a fraction of a second for ten years of days.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    RunsFilter,
+)
 from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
@@ -17,11 +25,27 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
 )
 
-from feature_assets.assets.features import INVALID_RACES_BY_DAY
+from feature_assets.assets.feature_sets import (
+    CODE_VERSION_TAG,
+    ERRORS_BY_DAY,
+    INVALID_RACES_BY_DAY,
+)
 from feature_assets.dates import compact_days
+from feature_assets.feature_sets import registered_sets
 from feature_assets.partitions import daily_partitions
 
-ASSETS = ("raw_races", "raw_race_entries", "race_features")
+RAW_ASSETS = ("raw_races", "raw_race_entries")  # one snapshot: always together
+
+
+def feature_set_names() -> tuple[str, ...]:
+    return tuple(feature_set.name for feature_set in registered_sets())
+
+
+def all_assets() -> tuple[str, ...]:
+    """The raw assets, then one asset per feature set."""
+    return (*RAW_ASSETS, *feature_set_names())
+
+
 RUNS_SEARCHED_FOR_ERRORS = 1000
 
 
@@ -79,9 +103,10 @@ UNKNOWN_CAUSE = "no failed run found that covered the day (older than the runs s
 
 
 def days_by_state(
-    instance: DagsterInstance, assets: Iterable[str] = ASSETS, with_errors: bool = True
+    instance: DagsterInstance, assets: Iterable[str] | None = None, with_errors: bool = True
 ) -> list[AssetDays]:
     """The state of every partition of each asset, with the last error of each failed day."""
+    assets = all_assets() if assets is None else assets
     keys = daily_partitions.get_partition_keys()
     result = []
     for asset in assets:
@@ -159,6 +184,7 @@ def run_errors(
             continue
         cause = root_cause(data.error)
         by_day = _invalid_races_by_day(data)
+        errors_by_day = _metadata_json(data, ERRORS_BY_DAY)
         result = {}
         for day in days:
             if day in by_day:
@@ -168,6 +194,11 @@ def run_errors(
                     f"invalid races: {'; '.join(rules)} (e.g. {by_day[day][0].split(':')[0]})",
                     f"run {run_id[:8]}: invalid races on {day}: {races}",
                     run_id,
+                )
+            elif day in errors_by_day:
+                detail = errors_by_day[day].split(f"day {day}: ", 1)[-1]
+                result[day] = DayError(
+                    _without_numbers(detail), f"run {run_id[:8]}: {errors_by_day[day]}", run_id
                 )
             else:
                 result[day] = DayError(cause, f"run {run_id[:8]}: {cause}", run_id)
@@ -193,10 +224,19 @@ def root_cause(error) -> str:
     return f"{error.cls_name}: {text}"
 
 
-def _invalid_races_by_day(data) -> dict[str, list[str]]:
+def _metadata_json(data, key: str) -> dict:
     metadata = data.user_failure_data.metadata if data.user_failure_data else {}
-    entry = metadata.get(INVALID_RACES_BY_DAY)
+    entry = metadata.get(key)
     return dict(entry.value) if entry is not None else {}
+
+
+def _invalid_races_by_day(data) -> dict[str, list[str]]:
+    return _metadata_json(data, INVALID_RACES_BY_DAY)
+
+
+def _without_numbers(detail: str) -> str:
+    """A day's error as a cause shared by days alike: race ids and pids blanked."""
+    return re.sub(r"\b(race_id|pid) \d+", r"\1 N", detail)
 
 
 def _rules_of(line: str) -> list[str]:
@@ -208,3 +248,27 @@ def first_error_line(instance: DagsterInstance, run_id: str) -> str:
     """The root cause of a failed run, for alerts."""
     error = next(iter(run_errors(instance, run_id, ["run"]).values()))
     return f"run {run_id[:8]}: {error.cause}"
+
+
+def stale_days(instance: DagsterInstance, name: str, code_version: str) -> list[str]:
+    """The materialised days of feature set `name` whose stored rows were computed by other
+    code than `code_version` (each materialisation records the asset's code version)."""
+    asset = AssetKey(name)
+    latest = instance.get_latest_storage_id_by_partition(
+        asset, DagsterEventType.ASSET_MATERIALIZATION
+    )
+    if not latest:
+        return []
+    day_of = {storage_id: day for day, storage_id in latest.items()}
+    stale = []
+    ids = sorted(day_of)
+    for start in range(0, len(ids), 1000):
+        records = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=asset, storage_ids=ids[start : start + 1000]),
+            limit=1000,
+        ).records
+        for record in records:
+            tags = record.asset_materialization.tags or {}
+            if tags.get(CODE_VERSION_TAG) != code_version:
+                stale.append(day_of[record.storage_id])
+    return sorted(stale)

@@ -13,25 +13,29 @@ from feature_assets import settings
 settings.check_configuration()
 
 from feature_assets.alerts import slack_on_run_failure
-from feature_assets.assets.features import race_features
+from feature_assets.assets.feature_sets import feature_set_asset
 from feature_assets.assets.raw import raw_snapshot
 from feature_assets.automation import JOB_NAME, daily_race_features, recompute_after_corrections
+from feature_assets.feature_sets import registered_sets
 from feature_assets.resources import build_resources
+
+feature_set_assets = [feature_set_asset(feature_set) for feature_set in registered_sets()]
 
 race_features_job = define_asset_job(
     JOB_NAME,
-    selection=AssetSelection.assets(raw_snapshot, race_features),
-    description="Snapshot the source and compute the features for the selected days.",
+    selection=AssetSelection.assets(raw_snapshot, *feature_set_assets),
+    description="Snapshot the source and compute every feature set for the selected days.",
 )
 
 defs = Definitions(
-    assets=[raw_snapshot, race_features],
+    assets=[raw_snapshot, *feature_set_assets],
     jobs=[race_features_job],
     schedules=[daily_race_features],
     sensors=[slack_on_run_failure, recompute_after_corrections],
     resources=build_resources(),
-    # The steps run one after the other (features need the snapshot), so a process per step
-    # buys no parallelism; it costs a Python start-up per step, and a step process orphaned by
-    # a killed run worker could still write. One process per run avoids both.
+    # The steps run one after the other in one process (features need the snapshot); a
+    # feature set spreads its days over worker processes itself (FEATURE_ASSETS_WORKERS).
+    # One process per step would cost a Python start-up per step, and a step process
+    # orphaned by a killed run worker could still write.
     executor=in_process_executor,
 )

@@ -8,11 +8,9 @@ from dagster import (
     BackfillPolicy,
     BetaWarning,
     DailyPartitionsDefinition,
-    TimeWindowPartitionMapping,
 )
 
 from feature_assets import settings
-from feature_assets.racing.features import HISTORY_DAYS
 
 # Backfill policies are a Dagster beta feature that this design is built on.
 warnings.filterwarnings("ignore", category=BetaWarning, message=".*backfill_policy")
@@ -20,9 +18,6 @@ warnings.filterwarnings("ignore", category=BetaWarning, message=".*backfill_poli
 daily_partitions = DailyPartitionsDefinition(
     start_date=settings.start_date(), timezone="Asia/Tokyo", fmt="%Y-%m-%d"
 )
-
-# A feature day reads the raw days D-365 .. D (clipped at the first partition).
-history_window = TimeWindowPartitionMapping(start_offset=-HISTORY_DAYS)
 
 
 def backfill_policy() -> BackfillPolicy:

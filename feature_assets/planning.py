@@ -28,7 +28,8 @@ import statistics
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from feature_assets.day_status import run_days
-from feature_assets.racing.features import HISTORY_DAYS
+
+HISTORY_DAYS = 365  # the built-in set's window: what a pipeline run reads before its range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +47,15 @@ MACHINES = {
     "n2-standard-4": Machine(4, 16, 0.194, 0.047),
     "n2-standard-8": Machine(8, 32, 0.388, 0.094),
     "c3-standard-4": Machine(4, 16, 0.209, 0.050),
+    # compute-heavy feature sets: many vCPUs a node, little memory each
+    "e2-highcpu-8": Machine(8, 8, 0.198, 0.059),
+    "e2-highcpu-16": Machine(16, 16, 0.396, 0.119),
+    "e2-highcpu-32": Machine(32, 32, 0.792, 0.238),
+    "n2-highcpu-32": Machine(32, 32, 1.147, 0.279),
+    "c2d-highcpu-32": Machine(32, 64, 1.188, 0.287),
 }
+# the quota a machine type's vCPUs count against, besides the regional CPUS quota
+QUOTA_METRIC = {"n2": "N2_CPUS", "c2d": "C2D_CPUS", "c3": "C3_CPUS"}
 SYSTEM_MACHINE = "e2-standard-2"
 CLOUD_SQL_PER_HOUR = 0.07  # db-custom-1-3840, PostgreSQL, zonal
 HISTORY_READ_SHARE = 0.5
@@ -156,3 +165,170 @@ def measured_seconds_per_day(instance: DagsterInstance, limit: int = 500) -> flo
         if days and record.start_time and record.end_time:
             rates.append((record.end_time - record.start_time) / days)
     return statistics.median(rates) if rates else None
+
+
+# --- feature sets: CPU-heavy code, spread over many pods -------------------------------
+CPUS_PER_POD_CHOICES = (1, 2, 4, 7, 15, 30)  # what fits a node of 2, 4, 8, 16, 32 vCPUs
+SET_DAYS_PER_RUN_CHOICES = (1, 2, 3, 4, 5, 7, 10, 15, 20, 30, 45, 60, 90, 120, 180, 365)
+POD_MEMORY_BASE_GB = 1.5  # the run worker and the run's history (benchmarks/)
+POD_MEMORY_PER_WORKER_GB = 0.3
+HISTORY_READ_SECONDS_PER_DAY = 0.02  # raw days read back from GCS before computing
+
+
+@dataclasses.dataclass(frozen=True)
+class SetWorkload:
+    days: int
+    races_per_day: float
+    seconds_per_race: float  # CPU seconds of the set's code per race
+    history_days: int = 365
+
+    @property
+    def day_seconds(self) -> float:
+        """One day is one unit of work for one worker."""
+        return self.races_per_day * self.seconds_per_race
+
+
+@dataclasses.dataclass(frozen=True)
+class SetPlan:
+    workload: SetWorkload
+    machine: str
+    cpus_per_pod: int
+    days_per_run: int
+    runs: int
+    runs_at_once: int
+    nodes: int
+    node_vcpus: int
+    run_seconds: float
+    wall_seconds: float
+    cost_usd: float
+
+    def describe(self) -> str:
+        w = self.workload
+        return "\n".join(
+            [
+                f"work                {w.days:,} days x {w.races_per_day:g} races x"
+                f" {w.seconds_per_race:g} s = {w.days * w.day_seconds / 3600:,.1f} CPU-hours",
+                f"machine             {self.machine} (Spot)",
+                f"CPUs per pod        {self.cpus_per_pod} (the set's cpus=; as many workers)",
+                f"days per run        {self.days_per_run} (FEATURE_ASSETS_DAYS_PER_RUN)",
+                f"runs (pods)         {self.runs:,}",
+                f"runs at once        {self.runs_at_once} (maxConcurrentRuns at least this)",
+                f"nodes at peak       {self.nodes} ({self.node_vcpus:,} vCPU of quota)",
+                f"one run             {self.run_seconds / 60:.1f} min (start, history, compute)",
+                f"wall time           {self.wall_seconds / 60:.1f} min",
+                f"cost                ${self.cost_usd:.2f}",
+            ]
+        )
+
+
+def _pods_per_node(machine: Machine, cpus_per_pod: int, memory_gb: float) -> int:
+    # GKE keeps about 6 % of the first core, 1 % of the others and ~0.3 vCPU for its
+    # daemons; memory: ~25 % of the first 4 GB, 20 % of the next 4, 10 % beyond
+    allocatable_cpu = machine.vcpus - 0.06 - 0.01 * (machine.vcpus - 1) - 0.3
+    reserved_gb = 1 + 0.8 * (machine.memory_gb > 4) + 0.1 * max(0, machine.memory_gb - 8)
+    by_cpu = int(allocatable_cpu // cpus_per_pod)
+    by_memory = int((machine.memory_gb - reserved_gb) // memory_gb)
+    return max(0, min(by_cpu, by_memory))
+
+
+def estimate_set(
+    workload: SetWorkload,
+    machine_name: str,
+    cpus_per_pod: int,
+    days_per_run: int,
+    cluster: Cluster,
+    vcpu_quota: int | None = None,
+) -> SetPlan | None:
+    """The plan for these choices, or None when a pod does not fit the machine."""
+    machine = MACHINES[machine_name]
+    memory_gb = POD_MEMORY_BASE_GB + POD_MEMORY_PER_WORKER_GB * cpus_per_pod
+    per_node = _pods_per_node(machine, cpus_per_pod, memory_gb)
+    if per_node == 0:
+        return None
+    runs = math.ceil(workload.days / days_per_run)
+    quota = cluster.vcpu_quota if vcpu_quota is None else vcpu_quota
+    max_nodes = quota // machine.vcpus
+    at_once = min(runs, max_nodes * per_node)
+    if at_once == 0:
+        return None
+    nodes = math.ceil(at_once / per_node)
+    history = HISTORY_READ_SECONDS_PER_DAY * (workload.history_days + days_per_run)
+    compute = math.ceil(days_per_run / cpus_per_pod) * workload.day_seconds
+    run_seconds = cluster.pod_start + history + compute
+    waves = math.ceil(runs / at_once)
+    submitting = runs / cluster.submissions_per_second
+    wall = cluster.scale_up + max(waves * run_seconds, submitting + run_seconds)
+    node_seconds = nodes * (wall - cluster.scale_up / 2)
+    always_on = MACHINES[SYSTEM_MACHINE].on_demand_per_hour + CLOUD_SQL_PER_HOUR
+    cost = node_seconds / 3600 * machine.spot_per_hour + always_on * wall / 3600
+    return SetPlan(
+        workload,
+        machine_name,
+        cpus_per_pod,
+        days_per_run,
+        runs,
+        at_once,
+        nodes,
+        nodes * machine.vcpus,
+        run_seconds,
+        wall,
+        cost,
+    )
+
+
+def set_plans(workload: SetWorkload, cluster: Cluster, vcpu_quota: int | None = None):
+    for machine_name in MACHINES:
+        for cpus in CPUS_PER_POD_CHOICES:
+            for days_per_run in SET_DAYS_PER_RUN_CHOICES:
+                if days_per_run <= workload.days:
+                    plan = estimate_set(
+                        workload, machine_name, cpus, days_per_run, cluster, vcpu_quota
+                    )
+                    if plan is not None:
+                        yield plan
+
+
+def best_set_plan(
+    workload: SetWorkload, cluster: Cluster, target_seconds: float
+) -> tuple[SetPlan, int | None]:
+    """The cheapest plan within the vCPU quota that ends within `target_seconds`, else the
+    fastest within the quota; and, when the quota cannot reach the target, the vCPU quota
+    that the cheapest plan meeting it needs (None when the quota suffices)."""
+    within = list(set_plans(workload, cluster))
+    on_time = [plan for plan in within if plan.wall_seconds <= target_seconds]
+    if on_time:
+        return min(on_time, key=lambda plan: (plan.cost_usd, plan.wall_seconds)), None
+    fastest = min(within, key=lambda plan: (plan.wall_seconds, plan.cost_usd))
+    unbounded = [
+        plan
+        for plan in set_plans(workload, cluster, vcpu_quota=10**6)
+        if plan.wall_seconds <= target_seconds
+    ]
+    if not unbounded:
+        return fastest, None
+    needed = min(unbounded, key=lambda plan: (plan.cost_usd, plan.wall_seconds))
+    return fastest, needed.node_vcpus
+
+
+def quota_advice(plan: SetPlan, vcpus: int, region: str = "us-central1") -> str:
+    family = QUOTA_METRIC.get(plan.machine.split("-")[0])
+    metrics = "CPUS" + (f" and {family}" if family else "")
+    return (
+        f"request {metrics} quota of at least {vcpus:,} vCPU in {region} (IAM & Admin >"
+        " Quotas; Spot nodes count against PREEMPTIBLE_CPUS instead where that quota is set)"
+    )
+
+
+def measured_seconds_per_race(instance: DagsterInstance, set_name: str, limit: int = 500):
+    """Median CPU seconds per race of the set's latest materialised days, or None."""
+    from dagster import AssetKey, AssetRecordsFilter
+
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(set_name)), limit=limit
+    ).records
+    values = [
+        entry.value
+        for record in records
+        if (entry := record.asset_materialization.metadata.get("seconds_per_race")) is not None
+    ]
+    return statistics.median(values) if values else None

@@ -9,12 +9,8 @@ from dagster import ConfigurableIOManager, ConfigurableResource, EnvVar, InputCo
 
 from feature_assets import settings
 from feature_assets.dates import compact_days
-from feature_assets.racing.schema import (
-    RACE_ENTRIES_COLUMNS,
-    RACE_FEATURES_COLUMNS,
-    RACES_COLUMNS,
-    arrow_schema,
-)
+from feature_assets.feature_sets import registered_sets
+from feature_assets.racing.schema import RACE_ENTRIES_COLUMNS, RACES_COLUMNS, arrow_schema
 from feature_assets.source import Snapshot, SourceLocation, read_snapshot
 from feature_assets.storage import DailyParquetStorage, MissingDaysError, StoredDays
 
@@ -50,7 +46,7 @@ class SourceDatabase(ConfigurableResource):
 STORED_SCHEMAS = {
     "raw_races": arrow_schema(RACES_COLUMNS),
     "raw_race_entries": arrow_schema(RACE_ENTRIES_COLUMNS),
-    "race_features": arrow_schema(RACE_FEATURES_COLUMNS),
+    **{s.name: arrow_schema(s.output_columns) for s in registered_sets()},
 }
 
 

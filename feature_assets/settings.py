@@ -18,6 +18,10 @@ unset: the embedded default keeps all its state beside the local Dagster instanc
   _STATEMENT_TIMEOUT (seconds; defaults 10, 120, 60, 900), _WINDOW_DAYS (days per snapshot
   transaction; 366) and _READ_ATTEMPTS (tries of a read whose connection was lost; 3): the
   bounds of a source read, see `feature_assets.source.ReadLimits`.
+- FEATURE_ASSETS_FEATURE_SETS: importable modules (comma-separated) that declare feature
+  sets besides those in `feature_assets/feature_sets/`; default none.
+- FEATURE_ASSETS_WORKERS: worker processes a run computes its days on; default the CPUs
+  the process may use (its affinity, capped by a cgroup CPU limit: a pod's limit).
 - FEATURE_ASSETS_AUTOMATION: `on` starts the daily schedule and the correction sensor as
   soon as a daemon loads the code (production); default off, switched on in the UI.
 
@@ -76,7 +80,15 @@ def check_configuration() -> None:
     from dagster._utils.schedules import is_valid_cron_string
 
     problems = []
-    checks = (start_date, days_per_run, recheck_days, automation_on, read_limits, _check_storage)
+    checks = (
+        start_date,
+        days_per_run,
+        recheck_days,
+        automation_on,
+        read_limits,
+        workers,
+        _check_storage,
+    )
     for check in checks:
         try:
             check()
@@ -188,3 +200,20 @@ def automation_on() -> bool:
     if value not in ("", "on", "off"):
         raise ValueError(f"FEATURE_ASSETS_AUTOMATION must be on or off, got {value!r}")
     return value == "on"
+
+
+def feature_set_modules() -> list[str]:
+    value = os.environ.get("FEATURE_ASSETS_FEATURE_SETS", "")
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def workers() -> int:
+    """Worker processes per run: FEATURE_ASSETS_WORKERS, else the CPUs this process may use."""
+    from feature_assets.racing.engine import available_cpus
+
+    value = os.environ.get("FEATURE_ASSETS_WORKERS", "").strip()
+    if not value:
+        return available_cpus()
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"FEATURE_ASSETS_WORKERS must be a positive whole number, got {value!r}")
+    return int(value)

@@ -186,3 +186,11 @@ def mismatches(actual: list[dict], expected: list[dict], limit: int = 10) -> lis
         if len(problems) >= limit:
             break
     return problems
+
+
+def compute_race_features(races: pd.DataFrame, entries: pd.DataFrame, days) -> pd.DataFrame:
+    """The built-in set through the engine, in this process, as one frame."""
+    from feature_assets.feature_sets.race_features import race_features
+    from feature_assets.racing.engine import compute_days
+
+    return compute_days(race_features, races, entries, days)

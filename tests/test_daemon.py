@@ -159,7 +159,7 @@ def test_backfill_with_killed_workers_ends_like_a_clean_run(clean_features, tmp_
     for asset, count in [("raw_races", DAYS), ("race_features", DAYS - len(bad_days))]:
         files = ds.dataset(tmp_path / "parquet" / asset, partitioning="hive").files
         assert {Path(f).name for f in files} == {"data.parquet"} and len(files) == count
-    from feature_assets.racing.features import compute_race_features
+    from tests.reference import compute_race_features
 
     expected = compute_race_features(data.races, data.entries, good_days)
     pd.testing.assert_frame_equal(stored, expected)

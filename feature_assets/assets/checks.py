@@ -32,12 +32,6 @@ NO_INVALID_RACES = AssetCheckSpec(
     partitions_def=daily_partitions,
     description="The day's races all pass the contract's rules (a warning lists those that don't).",
 )
-ONE_ROW_PER_VALID_ENTRY = AssetCheckSpec(
-    "one_row_per_valid_entry",
-    asset="race_features",
-    partitions_def=daily_partitions,
-    description="The day's feature rows equal the entries of its valid races.",
-)
 
 
 EVERY_DAY_UP_TO = 366  # days of a run whose passing evaluations are recorded one by one

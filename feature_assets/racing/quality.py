@@ -90,7 +90,7 @@ def describe_violations(violations: pd.DataFrame) -> str:
     day_list = ", ".join(sorted(days.unique()))
     lines = [
         f"invalid races on {days.nunique()} day(s): {day_list}"
-        f" ({violations['race_id'].nunique()} race(s)); race_features not written for them:"
+        f" ({violations['race_id'].nunique()} race(s)); no features are written for them:"
     ]
     for day, of_day in violations.groupby(days, sort=True):
         lines.append(f"  {day}:")

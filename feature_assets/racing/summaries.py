@@ -13,11 +13,6 @@ import pandas as pd
 
 from feature_assets.dates import day_labels
 from feature_assets.racing.quality import find_invalid_races
-from feature_assets.racing.schema import RACE_FEATURES_COLUMNS
-
-# the computed columns of race_features: those after the copied keys and the label is_win
-_COLUMNS = list(RACE_FEATURES_COLUMNS)
-FEATURE_COLUMNS = _COLUMNS[_COLUMNS.index("is_win") + 1 :]
 
 
 def _row_hashes_by_day(frame: pd.DataFrame, days: np.ndarray, order: list[str]) -> dict:
@@ -57,7 +52,11 @@ def content_hash_by_day(
 
 
 def feature_facts_by_day(
-    features: pd.DataFrame, races: pd.DataFrame, entries: pd.DataFrame, days: Sequence[str]
+    features: pd.DataFrame,
+    races: pd.DataFrame,
+    entries: pd.DataFrame,
+    days: Sequence[str],
+    feature_columns: Sequence[str],
 ) -> pd.DataFrame:
     """One row per day: rows, races, invalid races, and each feature's share of NULLs.
 
@@ -71,16 +70,22 @@ def feature_facts_by_day(
     invalid = find_invalid_races(races, entries)
     invalid_per_day = invalid.groupby(day_labels(invalid["race_date"]))["race_id"].nunique()
     facts["invalid_races"] = invalid_per_day.reindex(facts.index)
-    null_shares = features[FEATURE_COLUMNS].isna().groupby(feature_days).mean()
+    null_shares = features[list(feature_columns)].isna().groupby(feature_days).mean()
     facts = facts.join(null_shares.add_prefix("null_share."))
     return facts.fillna({"rows": 0, "races": 0, "invalid_races": 0}).astype(
         {"rows": int, "races": int, "invalid_races": int}
     )
 
 
-def feature_summary(features: pd.DataFrame) -> pd.DataFrame:
-    """Per feature: NULL share, mean, min and max over the given rows (one day, typically)."""
-    values = features[FEATURE_COLUMNS].astype("float64")
+def feature_summary(features: pd.DataFrame, feature_columns: Sequence[str]) -> pd.DataFrame:
+    """Per numeric feature: NULL share, mean, min and max over the given rows (one day,
+    typically)."""
+    numeric = [
+        c
+        for c in feature_columns
+        if pd.api.types.is_numeric_dtype(features[c]) or pd.api.types.is_bool_dtype(features[c])
+    ]
+    values = features[numeric].astype("float64")
     summary = pd.DataFrame(
         {
             "null_share": values.isna().mean(),

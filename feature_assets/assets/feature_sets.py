@@ -1,0 +1,308 @@
+"""One daily-partitioned asset per feature set (Dagster wiring only; the engine computes).
+
+Each asset reads the raw days D-history_days .. D, runs its set on the run's worker
+processes, writes each day as soon as it is done, and records each written day as
+materialised. Its code version is a hash of the set's source, so editing one set makes only
+that set's days stale.
+
+A day that fails (an invalid race, an exception in the set's code, rows that do not match
+the declaration, a worker that died) has no file afterwards and is named in the failure
+with its cause; the other days of the run are written and recorded, so partition status
+ends with exactly the bad days failed.
+"""
+
+import json
+import time
+from collections.abc import Sequence
+
+import pandas as pd
+from dagster import (
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    AssetMaterialization,
+    AssetsDefinition,
+    Failure,
+    MetadataValue,
+    Output,
+    TableColumn,
+    TableRecord,
+    TableSchema,
+    TimeWindowPartitionMapping,
+    asset,
+)
+
+from feature_assets import settings
+from feature_assets.assets.checks import check_result, feature_rows_by_day, log_day_evaluations
+from feature_assets.assets.day_metadata import add_metadata_by_day
+from feature_assets.dates import compact_days
+from feature_assets.partitions import backfill_policy, daily_partitions, require_days
+from feature_assets.racing.engine import INVALID_RACES, WORKER_DIED, DayResult, run_days
+from feature_assets.racing.feature_set import FeatureSet
+from feature_assets.racing.summaries import feature_facts_by_day, feature_summary
+from feature_assets.storage import ReadInputs, StoredDays
+
+# metadata of a failure: {day: ["race_id R: rule; rule", ...]} for invalid races, and
+# {day: "first line of the day's error"} for every failed day
+INVALID_RACES_BY_DAY = "invalid_races_by_day"
+ERRORS_BY_DAY = "errors_by_day"
+K8S_CONFIG_TAG = "dagster-k8s/config"
+CODE_VERSION_TAG = "dagster/code_version"
+DAYS_DESCRIBED = 50  # failed days a failure's description tells one by one
+
+
+def _mebibytes(quantity: str) -> int:
+    return int(quantity[:-2]) * (1024 if quantity.endswith("Gi") else 1)
+
+
+def k8s_run_config(feature_sets: Sequence[FeatureSet]) -> dict:
+    """What a run of these sets asks of its pod: the most CPUs and memory any of them
+    declares. The CPU limit equals the request, so the cgroup-aware worker count equals
+    the CPUs granted; FEATURE_ASSETS_WORKERS says so as well."""
+    cpus = max(s.cpus for s in feature_sets)
+    memory = max((s.memory for s in feature_sets), key=_mebibytes)
+    cpu = f"{cpus:g}"
+    return {
+        "container_config": {
+            "resources": {
+                "requests": {"cpu": cpu, "memory": memory},
+                "limits": {"cpu": cpu, "memory": memory},
+            },
+            "env": [{"name": "FEATURE_ASSETS_WORKERS", "value": str(max(1, int(cpus)))}],
+        }
+    }
+
+
+def k8s_run_tags(feature_sets: Sequence[FeatureSet]) -> dict[str, str]:
+    """The run tag that gives a run's pod the sets' resources; none for no set."""
+    if not feature_sets:
+        return {}
+    return {K8S_CONFIG_TAG: json.dumps(k8s_run_config(feature_sets))}
+
+
+def check_spec(feature_set: FeatureSet) -> AssetCheckSpec:
+    return AssetCheckSpec(
+        "one_row_per_valid_entry",
+        asset=feature_set.name,
+        partitions_def=daily_partitions,
+        description="The day's rows equal the entries of its valid races.",
+    )
+
+
+def feature_set_asset(feature_set: FeatureSet) -> AssetsDefinition:
+    history = TimeWindowPartitionMapping(start_offset=-feature_set.history_days)
+    spec = check_spec(feature_set)
+
+    @asset(
+        name=feature_set.name,
+        partitions_def=daily_partitions,
+        backfill_policy=backfill_policy(),
+        ins={
+            "raw_races": AssetIn(partition_mapping=history),
+            "raw_race_entries": AssetIn(partition_mapping=history),
+        },
+        required_resource_keys={"io_manager"},
+        group_name="features",
+        code_version=feature_set.code_version,
+        description=feature_set.description or f"The {feature_set.name} feature set.",
+        check_specs=[spec],
+        metadata={
+            "history_days": feature_set.history_days,
+            "computed": f"per {feature_set.per}",
+            "columns": MetadataValue.json(dict(feature_set.columns)),
+            "cpus": feature_set.cpus,
+            "memory": feature_set.memory,
+        },
+        op_tags=k8s_run_tags([feature_set]),
+    )
+    def compute(context: AssetExecutionContext, raw_races: pd.DataFrame, raw_race_entries):
+        days = require_days(context)
+        writer = _DayWriter(context, feature_set, raw_race_entries)
+        workers = min(settings.workers(), len(days))
+        context.log.info(f"{feature_set.name}: {len(days)} day(s) on {workers} worker(s)")
+        results = run_days(
+            feature_set, raw_races, raw_race_entries, days, workers, writer.on_result
+        )
+        writer.flush()
+        failed = [result for result in results if not result.ok] + writer.superseded
+        features = writer.features()
+        written = sorted(writer.written)
+        metadata = day_metadata(feature_set, features, raw_races, raw_race_entries, written, writer)
+        outcomes = feature_rows_by_day(features, raw_races, raw_race_entries, written)
+        if failed:
+            for day in written:
+                context.log_event(
+                    AssetMaterialization(
+                        asset_key=context.asset_key,
+                        partition=day,
+                        metadata=metadata[day],
+                        tags={CODE_VERSION_TAG: feature_set.code_version},  # as Output has
+                    )
+                )
+            log_day_evaluations(context, spec, outcomes)
+            raise _failure(feature_set, failed)
+        add_metadata_by_day(context, context.asset_key, metadata)
+        yield Output(StoredDays(feature_set.name, tuple(days), len(features)))
+        yield check_result(context, spec, outcomes)
+
+    return compute
+
+
+class _DayWriter:
+    """Stores the days as their results arrive, unless a raw day they read was replaced since
+    it was read. Days are committed together at most every FLUSH_SECONDS (each commit
+    checks the snapshot times of the raw days its days read), so a slow set writes each day
+    as it is done and a fast one does not pay that check per day."""
+
+    FLUSH_SECONDS = 10.0
+
+    def __init__(self, context, feature_set: FeatureSet, raw_race_entries: pd.DataFrame):
+        self.context = context
+        self.feature_set = feature_set
+        self.storage = context.resources.io_manager.storage
+        self.stamps = raw_race_entries.attrs.get("snapshot_at", {})
+        self.frames: list[pd.DataFrame] = []
+        self.written: set[str] = set()
+        self.superseded: list[DayResult] = []
+        self.seconds: dict[str, tuple[float, int]] = {}
+        self.buffer: list[DayResult] = []
+        self.flushed_at = time.monotonic()
+
+    def on_result(self, result: DayResult) -> None:
+        if not result.ok:
+            self.storage.delete_days(self.feature_set.name, [result.day])  # would read as current
+            self.context.log.error(result.error)
+            return
+        self.buffer.append(result)
+        if time.monotonic() - self.flushed_at >= self.FLUSH_SECONDS:
+            self.flush()
+
+    def _inputs(self, days: list[str]) -> ReadInputs:
+        width = pd.Timedelta(days=self.feature_set.history_days)
+        first, last = pd.Timestamp(min(days)) - width, pd.Timestamp(max(days))
+        read = {
+            day: stamp for day, stamp in self.stamps.items() if first <= pd.Timestamp(day) <= last
+        }
+
+        def readers(raw_day: str) -> list[str]:
+            start = pd.Timestamp(raw_day)
+            return [d for d in days if pd.Timedelta(0) <= pd.Timestamp(d) - start <= width]
+
+        return ReadInputs("raw_race_entries", read, readers)
+
+    def flush(self) -> None:
+        self.flushed_at = time.monotonic()
+        if not self.buffer:
+            return
+        name = self.feature_set.name
+        results, self.buffer = self.buffer, []
+        days = [result.day for result in results]
+        rows = pd.concat([result.rows for result in results], ignore_index=True)
+        superseded = set(self.storage.write_tables({name: rows}, days, inputs=self._inputs(days)))
+        for result in results:
+            if result.day in superseded:
+                self.superseded.append(
+                    DayResult(result.day, error=_superseded(name, result.day), failure="superseded")
+                )
+                continue
+            self.frames.append(result.rows)
+            self.written.add(result.day)
+            self.seconds[result.day] = (result.seconds, result.races)
+
+    def features(self) -> pd.DataFrame:
+        if not self.frames:
+            from feature_assets.racing.feature_set import empty_output
+
+            return empty_output(self.feature_set)
+        return pd.concat(self.frames, ignore_index=True)
+
+
+def _superseded(name: str, day: str) -> str:
+    return (
+        f"feature set {name}, day {day}: raw days it read were replaced by a newer snapshot"
+        " while this run computed it; not written (the run that stored the newer snapshot,"
+        f" or the correction sensor, recomputes it; or run feature-assets backfill --days"
+        f" {day} --assets {name} --wait)"
+    )
+
+
+def _failure(feature_set: FeatureSet, failed: list[DayResult]) -> Failure:
+    failed = sorted(failed, key=lambda result: result.day)
+    days = [result.day for result in failed]
+    invalid = {
+        result.day: [
+            line.strip() for line in result.error.splitlines() if line.strip().startswith("race_id")
+        ]
+        for result in failed
+        if result.failure == INVALID_RACES
+    }
+    first_lines = {result.day: result.error.splitlines()[0] for result in failed}
+    # invalid races in full (day, race_id, rule); other errors by their first line, the
+    # traceback is in the run's log
+    accounts = [
+        result.error if result.failure == INVALID_RACES else first_lines[result.day]
+        for result in failed[:DAYS_DESCRIBED]
+    ]
+    if len(failed) > DAYS_DESCRIBED:
+        accounts.append(f"... and {len(failed) - DAYS_DESCRIBED} more day(s): {compact_days(days)}")
+    return Failure(
+        description=f"{len(days)} day(s) of {feature_set.name} failed:\n" + "\n".join(accounts),
+        metadata={
+            "failed_days": MetadataValue.text(compact_days(days)),
+            "errors": MetadataValue.md(
+                "\n\n".join(f"```\n{result.error}\n```" for result in failed[:20])
+            ),
+            INVALID_RACES_BY_DAY: MetadataValue.json(invalid),
+            ERRORS_BY_DAY: MetadataValue.json(first_lines),
+        },
+        # invalid data and the set's own exceptions fail the same way again; a dead worker
+        # (a preempted node, memory) may not
+        allow_retries=any(result.failure in (WORKER_DIED, "superseded") for result in failed),
+    )
+
+
+SUMMARY_SCHEMA = TableSchema(
+    columns=[
+        TableColumn("feature", "string"),
+        TableColumn("null_share", "float"),
+        TableColumn("mean", "float"),
+        TableColumn("min", "float"),
+        TableColumn("max", "float"),
+    ]
+)
+
+
+def day_metadata(
+    feature_set: FeatureSet,
+    features: pd.DataFrame,
+    races: pd.DataFrame,
+    entries: pd.DataFrame,
+    days: list[str],
+    writer: _DayWriter,
+) -> dict[str, dict]:
+    """Each day's materialisation metadata (rows, races, NULL shares, CPU seconds per race);
+    the run's last day also gets the summary table."""
+    if not days:
+        return {}
+    columns = list(feature_set.columns)
+    facts = feature_facts_by_day(features, races, entries, days, columns)
+    metadata = {
+        day: {name: value for name, value in row.items() if pd.notna(value)}
+        for day, row in zip(facts.index, facts.to_dict("records"), strict=True)
+    }
+    for day, (seconds, race_count) in writer.seconds.items():
+        metadata[day]["compute_seconds"] = round(seconds, 4)
+        if race_count:
+            metadata[day]["seconds_per_race"] = round(seconds / race_count, 6)
+    last = max(days)
+    of_last_day = features[features["race_date"] == pd.Timestamp(last)]
+    metadata[last]["summary"] = summary_table(feature_summary(of_last_day, columns))
+    return metadata
+
+
+def summary_table(summary: pd.DataFrame) -> MetadataValue:
+    records = [
+        TableRecord({k: (None if pd.isna(v) else v) for k, v in row.items()})
+        for row in summary.to_dict("records")
+    ]
+    return MetadataValue.table(records, schema=SUMMARY_SCHEMA)

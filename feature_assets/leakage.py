@@ -1,0 +1,158 @@
+"""`check-leakage`: recompute stored days of a set from a source cut at D, and compare.
+
+For each sampled day D the set is computed again with everything it could reach cut at D:
+a temporary SQLite source holding only the rows dated up to D, with D's results
+(`finish_position`, `start_timing`) set to NULL, and an empty storage folder;
+FEATURE_ASSETS_SOURCE_URL and FEATURE_ASSETS_STORAGE_URL point at them while it runs. A
+set that only uses the API gets the same values; one whose code reaches around the API
+(reads the database or the Parquet files itself) and looks ahead gets other values, and
+every such value is reported. The framework's own columns (keys, labels) are not compared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from feature_assets.racing.engine import run_days
+from feature_assets.racing.feature_set import FeatureSet
+from feature_assets.racing.history import RESULT_COLUMNS
+
+TOLERANCE = 1e-9  # the contract's: abs(a - b) <= 1e-9 * max(1, abs(b))
+
+
+@dataclasses.dataclass(frozen=True)
+class Difference:
+    day: str
+    race_id: int
+    lane: int
+    column: str
+    stored: object
+    recomputed: object
+
+    def describe(self) -> str:
+        return (
+            f"{self.day} race_id {self.race_id} lane {self.lane} {self.column}:"
+            f" stored {self.stored!r}, from the source cut at the day {self.recomputed!r}"
+        )
+
+
+def sample_days(stored_days: Sequence[str], count: int, seed: int = 0) -> list[str]:
+    """`count` stored days spread over the range (the first and last among them)."""
+    days = sorted(stored_days)
+    if count >= len(days):
+        return days
+    picks = np.linspace(0, len(days) - 1, count).round().astype(int)
+    return sorted({days[i] for i in picks})
+
+
+def cut_at(races: pd.DataFrame, entries: pd.DataFrame, day: str):
+    """The source as it stood before day D's races were run: rows after D removed, D's
+    results NULL."""
+    when = pd.Timestamp(day)
+    races = races[races["race_date"] <= when].copy()
+    entries = entries[entries["race_date"] <= when].copy()
+    on_day = entries["race_date"] == when
+    for column in RESULT_COLUMNS:
+        entries[column] = entries[column].astype(entries[column].dtype)
+        entries.loc[on_day, column] = pd.NA if entries[column].dtype == "Int64" else np.nan
+    return races, entries
+
+
+@contextlib.contextmanager
+def _cut_environment(races: pd.DataFrame, entries: pd.DataFrame) -> Iterator[None]:
+    from feature_assets import demo
+
+    with tempfile.TemporaryDirectory(prefix="feature-assets-leakage-") as folder:
+        url = f"sqlite:///{Path(folder) / 'cut.sqlite'}"
+        demo.load(url, demo.DemoData(races, entries, {}))
+        saved = {
+            k: os.environ.get(k)
+            for k in ("FEATURE_ASSETS_SOURCE_URL", "FEATURE_ASSETS_STORAGE_URL")
+        }
+        os.environ["FEATURE_ASSETS_SOURCE_URL"] = url
+        os.environ["FEATURE_ASSETS_STORAGE_URL"] = str(Path(folder) / "parquet")
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def differences(
+    feature_set: FeatureSet, stored: pd.DataFrame, recomputed: pd.DataFrame, day: str
+) -> list[Difference]:
+    keys = ["race_id", "lane"]
+    both = stored.merge(recomputed, on=keys, how="outer", suffixes=("", "~"), indicator=True)
+    found = []
+    for row in both[both["_merge"] != "both"].itertuples():
+        found.append(
+            Difference(
+                day,
+                int(row.race_id),
+                int(row.lane),
+                "(row)",
+                "present" if row._merge == "left_only" else "absent",
+                "present" if row._merge == "right_only" else "absent",
+            )
+        )
+    matched = both[both["_merge"] == "both"]
+    for column in feature_set.columns:
+        a, b = matched[column], matched[f"{column}~"]
+        if pd.api.types.is_numeric_dtype(a) and not pd.api.types.is_bool_dtype(a):
+            x, y = a.astype("float64").to_numpy(), b.astype("float64").to_numpy()
+            same = (np.isnan(x) & np.isnan(y)) | (
+                np.abs(x - y) <= TOLERANCE * np.maximum(1, np.abs(y))
+            )
+        else:
+            same = ((a == b) | (a.isna() & b.isna())).fillna(False).to_numpy(bool)
+        for row_index in np.flatnonzero(~same):
+            row = matched.iloc[row_index]
+            found.append(
+                Difference(
+                    day,
+                    int(row["race_id"]),
+                    int(row["lane"]),
+                    column,
+                    _plain(row[column]),
+                    _plain(row[f"{column}~"]),
+                )
+            )
+    return found
+
+
+def _plain(value):
+    return None if pd.isna(value) else (value.item() if hasattr(value, "item") else value)
+
+
+def check_leakage(
+    feature_set: FeatureSet,
+    days: Sequence[str],
+    stored: pd.DataFrame,
+    races: pd.DataFrame,
+    entries: pd.DataFrame,
+) -> list[Difference]:
+    """Every value of `stored` (the set's rows of `days`) that differs when the day is
+    computed from the source cut at that day. `races`/`entries`: the source's rows of
+    D-history_days .. D for each day."""
+    found: list[Difference] = []
+    for day in sorted(days):
+        cut_races, cut_entries = cut_at(races, entries, day)
+        with _cut_environment(cut_races, cut_entries):
+            [result] = run_days(feature_set, cut_races, cut_entries, [day], workers=1)
+        of_day = stored[stored["race_date"] == pd.Timestamp(day)]
+        if not result.ok:
+            found.append(Difference(day, 0, 0, "(day)", "computed", result.error.splitlines()[0]))
+            continue
+        found += differences(feature_set, of_day, result.rows, day)
+    return found
