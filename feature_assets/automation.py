@@ -44,11 +44,11 @@ from dagster._core.storage.tags import (
     PRIORITY_TAG,
 )
 
-from feature_assets import settings
+from feature_assets import feature_sets, settings
+from feature_assets.assets.feature_sets import k8s_run_tags
 from feature_assets.assets.raw import CHANGED, NEW, RAW_RACE_ENTRIES, RAW_RACES
 from feature_assets.dates import compact_days, day_ranges
 from feature_assets.day_status import run_days
-from feature_assets.feature_sets import registered_sets
 from feature_assets.partitions import daily_partitions
 
 JOB_NAME = "race_features_job"
@@ -101,7 +101,7 @@ def daily_run_requests(new_day: dt.date, recheck_days: int) -> list[RunRequest]:
         RunRequest(
             run_key=f"new-day:{_iso(new_day)}",
             partition_key=_iso(new_day),
-            tags={DAILY_TAG: _iso(new_day)},
+            tags={DAILY_TAG: _iso(new_day), **k8s_run_tags(feature_sets.registered_sets())},
         )
     )
     return requests
@@ -189,7 +189,7 @@ def stale_feature_days(
         return {}, after_storage_id
     changes = [record for record in records if _content(record) in (NEW, CHANGED)]
     stale = {}
-    for feature_set in registered_sets():
+    for feature_set in feature_sets.registered_sets():
         of_set = _stale_days_of(instance, changes, last_day, feature_set)
         if of_set:
             stale[feature_set.name] = of_set
@@ -246,7 +246,11 @@ def recompute_requests(
             yield RunRequest(
                 run_key=f"recompute:{name}:{first}...{last}:{cursor}",
                 asset_selection=[AssetKey(name)],
-                tags={**_range_tags(first, last), CHANGED_DAYS_TAG: compact_days(causes)},
+                tags={
+                    **_range_tags(first, last),
+                    CHANGED_DAYS_TAG: compact_days(causes),
+                    **k8s_run_tags([feature_sets.feature_set(name)]),
+                },
             )
 
 

@@ -132,7 +132,7 @@ def status(assets: tuple[str, ...], verbose: bool, as_json: bool) -> None:
         for state in states:
             for line in _status_lines(state, verbose):
                 click.echo(line)
-        if not all(state.complete for state in states):
+        if not all(state.complete and not state.stale for state in states):
             click.echo(_status_advice(states))
     sys.exit(0 if all(state.complete for state in states) else 1)
 
@@ -174,15 +174,19 @@ def _status_lines(state, verbose: bool) -> list[str]:
             lines.append(f"    ... {len(causes) - CAUSES_SHOWN} more causes (--verbose shows all)")
     if state.missing:
         lines.append(f"  missing: {_days_summary(state.missing)}")
+    if state.stale:
+        lines.append(f"  stale (its code changed since): {_days_summary(state.stale)}")
     return lines
 
 
 def _status_advice(states) -> str:
     failed = any(state.failed for state in states)
     missing = any(state.missing for state in states)
+    stale = any(state.stale for state in states)
     commands = [
         *(["feature-assets backfill --failed --wait"] if failed else []),
         *(["feature-assets backfill --missing --wait"] if missing else []),
+        *(["feature-assets backfill --stale --wait"] if stale else []),
     ]
     return "to fix: " + "; ".join(commands) if commands else "days are still in progress"
 
@@ -528,17 +532,31 @@ def _plan_feature_set(days, set_name, seconds_per_race, races_per_day, target_mi
             source = "measured in this instance's materialisations"
     workload = SetWorkload(days, races_per_day, seconds_per_race, history_days)
     cluster = Cluster(**options)
-    chosen, quota_needed = best_set_plan(workload, cluster, target_minutes * 60)
-    click.echo(chosen.describe())
-    click.echo(f"(seconds per race {source}; vCPU quota {cluster.vcpu_quota:,})")
-    if chosen.wall_seconds <= target_minutes * 60:
-        click.echo(f"meets the target of {target_minutes:g} min within the quota")
-    elif quota_needed:
+    chosen, with_more_quota = best_set_plan(workload, cluster, target_minutes * 60)
+    quota = f"{cluster.vcpu_quota:,} vCPU"
+    if with_more_quota:
+        click.echo(with_more_quota.describe())
         click.echo(
-            f"the quota of {cluster.vcpu_quota:,} vCPU cannot finish within"
-            f" {target_minutes:g} min (above: the fastest plan it allows); to reach it,"
-            f" {quota_advice(chosen, quota_needed)}, then plan again with"
-            f" --vcpu-quota {quota_needed}"
+            f"(seconds per race {source}) finishes within {target_minutes:g} min but needs"
+            f" {with_more_quota.node_vcpus:,} vCPU of quota, more than the {quota} given:"
+            f" {quota_advice(with_more_quota, with_more_quota.node_vcpus)}, then plan again"
+            f" with --vcpu-quota {with_more_quota.node_vcpus}. Within {quota} the fastest"
+            f" plan takes {chosen.wall_seconds / 60:,.1f} min (${chosen.cost_usd:.2f}):"
+            f" {chosen.nodes} {chosen.machine} node(s), {chosen.cpus_per_pod} CPUs a pod,"
+            f" {chosen.days_per_run} days a run."
         )
     else:
-        click.echo(f"no plan reaches {target_minutes:g} min: one day alone takes longer")
+        click.echo(chosen.describe())
+        click.echo(f"(seconds per race {source}; quota {quota})")
+        if chosen.wall_seconds <= target_minutes * 60:
+            click.echo(f"meets the target of {target_minutes:g} min within the quota")
+        else:
+            click.echo(f"no plan reaches {target_minutes:g} min: one day alone takes longer")
+    if set_name:
+        from feature_assets.assets.feature_sets import k8s_run_tags
+
+        [(tag, value)] = k8s_run_tags([feature_set(set_name)]).items()
+        click.echo(
+            f"runs of {set_name} ask for its declared pod (feature-assets backfill and the"
+            f" automations tag them); for a backfill launched in the UI add the tag {tag}={value}"
+        )

@@ -41,6 +41,10 @@ def feature_set_names() -> tuple[str, ...]:
     return tuple(feature_set.name for feature_set in registered_sets())
 
 
+def _code_version(name: str) -> str:
+    return next(s.code_version for s in registered_sets() if s.name == name)
+
+
 def all_assets() -> tuple[str, ...]:
     """The raw assets, then one asset per feature set."""
     return (*RAW_ASSETS, *feature_set_names())
@@ -66,6 +70,7 @@ class AssetDays:
     in_progress: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     errors: dict[str, DayError] = field(default_factory=dict)  # failed day -> its error
+    stale: list[str] = field(default_factory=list)  # materialised by code changed since
 
     @property
     def complete(self) -> bool:
@@ -88,6 +93,7 @@ class AssetDays:
             "in_progress": compact_days(self.in_progress).split(", ") if self.in_progress else [],
             "failed": compact_days(self.failed).split(", ") if self.failed else [],
             "missing": compact_days(self.missing).split(", ") if self.missing else [],
+            "stale": compact_days(self.stale).split(", ") if self.stale else [],
             "causes": [
                 {"cause": cause, "days": compact_days(days).split(", ")}
                 for cause, days in self.failures_by_cause()
@@ -125,6 +131,8 @@ def days_by_state(
                 days.missing.append(day)
         if with_errors:
             days.errors = last_errors(instance, asset, days.failed)
+        if asset in feature_set_names():
+            days.stale = stale_days(instance, asset, _code_version(asset))
         result.append(days)
     return result
 

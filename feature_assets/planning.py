@@ -290,10 +290,10 @@ def set_plans(workload: SetWorkload, cluster: Cluster, vcpu_quota: int | None = 
 
 def best_set_plan(
     workload: SetWorkload, cluster: Cluster, target_seconds: float
-) -> tuple[SetPlan, int | None]:
+) -> tuple[SetPlan, SetPlan | None]:
     """The cheapest plan within the vCPU quota that ends within `target_seconds`, else the
-    fastest within the quota; and, when the quota cannot reach the target, the vCPU quota
-    that the cheapest plan meeting it needs (None when the quota suffices)."""
+    fastest within the quota; and when that one is late, the cheapest plan that ends in
+    time with more quota (None when the quota suffices, or when no plan ends in time)."""
     within = list(set_plans(workload, cluster))
     on_time = [plan for plan in within if plan.wall_seconds <= target_seconds]
     if on_time:
@@ -306,8 +306,7 @@ def best_set_plan(
     ]
     if not unbounded:
         return fastest, None
-    needed = min(unbounded, key=lambda plan: (plan.cost_usd, plan.wall_seconds))
-    return fastest, needed.node_vcpus
+    return fastest, min(unbounded, key=lambda plan: (plan.cost_usd, plan.wall_seconds))
 
 
 def quota_advice(plan: SetPlan, vcpus: int, region: str = "us-central1") -> str:

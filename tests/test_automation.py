@@ -1,6 +1,7 @@
 """The daily schedule's runs, and the correction sensor's decisions, in process."""
 
 import datetime as dt
+import json
 
 from dagster import SkipReason, build_schedule_context, build_sensor_context, instance_for_test
 from dagster._core.test_utils import create_run_for_test
@@ -15,10 +16,21 @@ from feature_assets.automation import (
 from feature_assets.definitions import defs
 from tests.conftest import FIRST_DAY
 from tests.test_day_metadata import _swap_first_two_finishers
-from tests.test_pipeline import ALL, _day, _run
+from tests.test_pipeline import _day
+from tests.test_pipeline import _run as _run_of
 
 DAYS = 40
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+# the raw snapshot, then every registered feature set: the sensor keeps each set current
+RAW, *SETS = defs.assets
+EVERY = [RAW, *SETS]
+SET_NAMES = sorted(a.key.to_user_string() for a in SETS)
+
+
+def _run(source_url, storage, instance, assets, first, last):
+    return _run_of(source_url, storage, instance, assets, first, last, universe=EVERY)
 
 
 def _tick(instance, cursor=None):
@@ -43,6 +55,8 @@ def test_schedule_rechecks_the_days_before_then_runs_the_new_day():
             "raw_race_entries",
         ]
         assert int(recheck.tags["dagster/priority"]) > 0  # corrections first, then the new day
+        pod = json.loads(new_day.tags["dagster-k8s/config"])["container_config"]["resources"]
+        assert pod["requests"] == {"cpu": "1", "memory": "2Gi"}  # what the built-in sets ask
         # once a day's runs exist, another tick that day asks for nothing more
         create_run_for_test(instance, job_name=JOB_NAME, tags=new_day.tags)
         assert isinstance(tick(when + dt.timedelta(minutes=1), instance), SkipReason)
@@ -57,29 +71,33 @@ def test_only_a_changed_day_and_the_days_that_read_it_are_recomputed(mysql_url, 
     demo.load(mysql_url, data)
     storage = str(tmp_path / "parquet")
     with instance_for_test() as instance:
-        assert _run(mysql_url, storage, instance, ALL, _day(0), _day(DAYS - 1)).success
+        assert _run(mysql_url, storage, instance, EVERY, _day(0), _day(DAYS - 1)).success
         result, cursor = _tick(instance)
         assert isinstance(result, SkipReason)  # the features came in the same run
         assert cursor is not None
 
         recheck = (_day(DAYS - 7), _day(DAYS - 1))
-        assert _run(mysql_url, storage, instance, [ALL[0]], *recheck).success
+        assert _run(mysql_url, storage, instance, [RAW], *recheck).success
         result, cursor = _tick(instance, cursor)
         assert isinstance(result, SkipReason)  # nothing changed: nothing to recompute
 
         corrected = DAYS - 5
         race_id = int(data.races.loc[data.races["race_date"] == _day(corrected), "race_id"].iloc[0])
         _swap_first_two_finishers(mysql_url, race_id)
-        assert _run(mysql_url, storage, instance, [ALL[0]], *recheck).success
-        [request], cursor = _tick(instance, cursor)
-        assert (request.tags[RANGE_START], request.tags[RANGE_END]) == (
-            _day(corrected),
-            _day(DAYS - 1),
+        assert _run(mysql_url, storage, instance, [RAW], *recheck).success
+        requests, cursor = _tick(instance, cursor)
+        # one run per set, each for the corrected day and the days after it that read it
+        assert sorted(k.to_user_string() for r in requests for k in r.asset_selection) == (
+            SET_NAMES
         )
-        assert request.tags[CHANGED_DAYS_TAG] == _day(corrected)
-        assert [k.to_user_string() for k in request.asset_selection] == ["race_features"]
+        for request in requests:
+            assert (request.tags[RANGE_START], request.tags[RANGE_END]) == (
+                _day(corrected),
+                _day(DAYS - 1),
+            )
+            assert request.tags[CHANGED_DAYS_TAG] == _day(corrected)
 
-        assert _run(mysql_url, storage, instance, [ALL[1]], _day(corrected), _day(DAYS - 1)).success
+        assert _run(mysql_url, storage, instance, SETS, _day(corrected), _day(DAYS - 1)).success
         result, _ = _tick(instance, cursor)
         assert isinstance(result, SkipReason)
 
@@ -90,6 +108,10 @@ def test_raw_days_stored_alone_get_their_features(mysql_url, tmp_path):
     demo.load(mysql_url, data)
     storage = str(tmp_path / "parquet")
     with instance_for_test() as instance:
-        assert _run(mysql_url, storage, instance, [ALL[0]], _day(0), _day(11)).success
-        [request], _ = _tick(instance)
-        assert (request.tags[RANGE_START], request.tags[RANGE_END]) == (_day(0), _day(11))
+        assert _run(mysql_url, storage, instance, [RAW], _day(0), _day(11)).success
+        requests, _ = _tick(instance)
+        assert sorted(k.to_user_string() for r in requests for k in r.asset_selection) == (
+            SET_NAMES
+        )
+        for request in requests:
+            assert (request.tags[RANGE_START], request.tags[RANGE_END]) == (_day(0), _day(11))

@@ -46,3 +46,22 @@ def test_benchmark_smoke(mysql_server, tmp_path):
         "per-row reference",
     ):
         assert scenario in text, scenario
+
+
+def test_feature_sets_benchmark_smoke(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# Results\n\nkept text\n")
+    run = subprocess.run(
+        [
+            sys.executable, str(REPO / "benchmarks" / "feature_sets.py"), "--days", "3",
+            "--races-per-day", "4", "--builtin-days", "20", "--seconds-per-race", "0.001",
+            "--out", str(out),
+        ],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    text = out.read_text()
+    assert "kept text" in text and "<!-- feature-sets:start -->" in text
+    for scenario in ("slow set, 1 worker", "slow set, 2 workers", "built-in `race_features`"):
+        assert scenario in text, scenario
+    assert "output identical: met" in text  # 1 and 2 workers wrote the same rows

@@ -1,11 +1,23 @@
 """`feature-assets plan`: the estimate's arithmetic, and seconds per day from run history."""
 
+import re
 import subprocess
 
 from dagster import DagsterInstance
 
 from feature_assets import demo
-from feature_assets.planning import MACHINES, Cluster, best_plan, estimate, measured_seconds_per_day
+from feature_assets.assets.feature_sets import feature_set_asset
+from feature_assets.feature_sets.racer_form import racer_form
+from feature_assets.planning import (
+    MACHINES,
+    Cluster,
+    SetWorkload,
+    best_plan,
+    best_set_plan,
+    estimate,
+    measured_seconds_per_day,
+    measured_seconds_per_race,
+)
 from tests.conftest import FIRST_DAY
 from tests.test_commands import REPO, _environment
 from tests.test_pipeline import ALL, _day, _run
@@ -56,3 +68,50 @@ def test_seconds_per_day_come_from_finished_runs(mysql_url, tmp_path):
     assert "measured in this instance" in planned.stdout
     assert f"seconds per day     {measured:.3f}" in planned.stdout
     assert "<- recommended" in planned.stdout
+
+
+def test_the_users_workload_fits_in_15_minutes_given_the_quota_it_names():
+    """3,650 days of 40 races at 4 s a race: a week of CPU in at most 15 minutes."""
+    workload = SetWorkload(days=3650, races_per_day=40, seconds_per_race=4.0)
+    within, on_time = best_set_plan(workload, Cluster(), target_seconds=15 * 60)
+    assert within.wall_seconds > 15 * 60 and within.node_vcpus <= 24  # a new project's quota
+    assert on_time.wall_seconds <= 15 * 60 and on_time.cost_usd > 0
+    # the quota it names is enough: planned again with it, the plan ends in time
+    enough = Cluster(vcpu_quota=on_time.node_vcpus)
+    planned, more = best_set_plan(workload, enough, target_seconds=15 * 60)
+    assert more is None and planned.wall_seconds <= 15 * 60
+    assert planned.runs_at_once * planned.cpus_per_pod <= enough.vcpu_quota
+    # every day computed: pods x days per run cover the ten years
+    assert planned.runs * planned.days_per_run >= 3650
+
+
+def test_plan_prints_the_plan_its_cost_and_the_quota_to_request(tmp_path):
+    env = _environment(tmp_path)
+    run = subprocess.run(
+        ["feature-assets", "plan", "--days", "3650", "--seconds-per-race", "4"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    wall = float(re.search(r"wall time\s+([\d.]+) min", run.stdout).group(1))
+    assert wall <= 15 and re.search(r"cost\s+\$\d+\.\d\d", run.stdout)
+    assert re.search(r"request CPUS .*quota of at least [\d,]+ vCPU", run.stdout)
+
+
+def test_seconds_per_race_come_from_a_sets_materialisations(mysql_url, tmp_path):
+    demo.load(mysql_url, demo.generate(FIRST_DAY, days=6, races_per_day=6, seed=3))
+    env = _environment(tmp_path)
+    universe = [ALL[0], feature_set_asset(racer_form)]
+    with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        storage = str(tmp_path / "parquet")
+        ran = _run(mysql_url, storage, instance, universe, _day(0), _day(5), universe=universe)
+        assert ran.success
+        measured = measured_seconds_per_race(instance, "racer_form")
+    assert measured is not None and 0 < measured < 1
+    planned = subprocess.run(
+        ["feature-assets", "plan", "--days", "3650", "--set", "racer_form"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert planned.returncode == 0, planned.stderr
+    assert "seconds per race measured in this instance" in planned.stdout
+    assert f"x {measured:g} s" in planned.stdout
+    assert "dagster-k8s/config=" in planned.stdout  # the tag for UI backfills

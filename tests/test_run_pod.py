@@ -9,6 +9,7 @@ schema (kubernetes-validate).
 """
 
 import json
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -21,7 +22,7 @@ from dagster._core.launcher import LaunchRunContext
 from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
 from dagster._core.test_utils import create_run_for_test
 
-from tests.test_commands import REPO
+from tests.test_commands import REPO, _environment
 
 KUBERNETES_VERSION = "1.33"  # GKE's regular channel
 VALUES = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
@@ -163,6 +164,50 @@ def test_backfill_run_becomes_a_valid_spot_job(kube_api, monkeypatch):
     assert env["DAGSTER_EVENT_BATCH_SIZE"]["value"] == "1000"
     assert "FEATURE_ASSETS_SOURCE_URL" not in env and "SLACK_BOT_TOKEN" not in env
     assert "S3cret-value" not in json.dumps(job)
+
+
+def test_a_feature_sets_runs_ask_their_pod_for_its_cpus_and_memory(kube_api, tmp_path):
+    """`feature-assets backfill` of a set declaring cpus=4, memory=6Gi stores the run tag
+    that the daemon copies onto each run of the backfill; K8sRunLauncher turns it into the
+    pod's resources and the worker count (limit = request: the cgroup gives 4 CPUs)."""
+    kubeconfig, posted = kube_api
+    env = _environment(
+        tmp_path, FEATURE_ASSETS_FEATURE_SETS="tests.feature_sets.heavy", PYTHONPATH=str(REPO)
+    )
+    stored = subprocess.run(
+        ["feature-assets", "backfill", "--range", "2024-03-01...2024-03-03", "--assets", "heavy"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert stored.returncode == 0, stored.stderr[-3000:]
+    with instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+        [backfill] = instance.get_backfills()
+        tags = dict(backfill.tags)
+    overrides = {
+        "run_launcher": {
+            "module": "dagster_k8s",
+            "class": "K8sRunLauncher",
+            "config": run_launcher_config(kubeconfig),
+        }
+    }
+    with instance_for_test(overrides=overrides) as instance:
+        run = create_run_for_test(
+            instance,
+            job_name="race_features_job",
+            job_code_origin=JobPythonOrigin("race_features_job", code_location_origin()),
+            tags={**tags, "dagster/backfill": backfill.backfill_id},
+        )
+        instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+
+    [(_, job)] = posted
+    kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    wanted = {"cpu": "4", "memory": "6Gi"}
+    assert container["resources"] == {"requests": wanted, "limits": wanted}
+    env_vars = {var["name"]: var.get("value") for var in container["env"]}
+    assert env_vars["FEATURE_ASSETS_WORKERS"] == "4"
+    assert env_vars["DAGSTER_EVENT_BATCH_SIZE"] == "1000"  # the chart's settings stay
+    assert pod["nodeSelector"] == {"cloud.google.com/gke-spot": "true"}
 
 
 def _snake_keys(section: dict) -> dict:

@@ -31,14 +31,15 @@ from dagster import (
     TimeWindowPartitionMapping,
     asset,
 )
+from dagster._core.storage.tags import RETRY_ON_ASSET_OR_OP_FAILURE_TAG
 
 from feature_assets import settings
 from feature_assets.assets.checks import check_result, feature_rows_by_day, log_day_evaluations
 from feature_assets.assets.day_metadata import add_metadata_by_day
 from feature_assets.dates import compact_days
 from feature_assets.partitions import backfill_policy, daily_partitions, require_days
-from feature_assets.racing.engine import INVALID_RACES, WORKER_DIED, DayResult, run_days
-from feature_assets.racing.feature_set import FeatureSet
+from feature_assets.racing.engine import INVALID_RACES, WORKER_DIED, Outcome, run_days
+from feature_assets.racing.feature_set import FeatureSet, empty_output
 from feature_assets.racing.summaries import feature_facts_by_day, feature_summary
 from feature_assets.storage import ReadInputs, StoredDays
 
@@ -49,6 +50,10 @@ ERRORS_BY_DAY = "errors_by_day"
 K8S_CONFIG_TAG = "dagster-k8s/config"
 CODE_VERSION_TAG = "dagster/code_version"
 DAYS_DESCRIBED = 50  # failed days a failure's description tells one by one
+SUPERSEDED = "raw history replaced meanwhile"  # a failure kind beside the engine's
+# failures that may not happen again (a preempted node, memory, a concurrent correction);
+# invalid data and a set's own exceptions fail the same way every time
+TRANSIENT = (WORKER_DIED, SUPERSEDED)
 
 
 def _mebibytes(quantity: str) -> int:
@@ -113,18 +118,17 @@ def feature_set_asset(feature_set: FeatureSet) -> AssetsDefinition:
             "cpus": feature_set.cpus,
             "memory": feature_set.memory,
         },
-        op_tags=k8s_run_tags([feature_set]),
     )
     def compute(context: AssetExecutionContext, raw_races: pd.DataFrame, raw_race_entries):
         days = require_days(context)
         writer = _DayWriter(context, feature_set, raw_race_entries)
         workers = min(settings.workers(), len(days))
         context.log.info(f"{feature_set.name}: {len(days)} day(s) on {workers} worker(s)")
-        results = run_days(
+        outcomes = run_days(
             feature_set, raw_races, raw_race_entries, days, workers, writer.on_result
         )
         writer.flush()
-        failed = [result for result in results if not result.ok] + writer.superseded
+        failed = [outcome for outcome in outcomes if not outcome.ok] + writer.superseded
         features = writer.features()
         written = sorted(writer.written)
         metadata = day_metadata(feature_set, features, raw_races, raw_race_entries, written, writer)
@@ -140,6 +144,13 @@ def feature_set_asset(feature_set: FeatureSet) -> AssetsDefinition:
                     )
                 )
             log_day_evaluations(context, spec, outcomes)
+            if any(outcome.failure in TRANSIENT for outcome in failed):
+                # the instance retries runs lost to a crash, not runs whose step failed
+                # (bad data fails again); a dead worker or a superseded day is the former
+                context.instance.add_run_tags(
+                    context.run_id, {RETRY_ON_ASSET_OR_OP_FAILURE_TAG: "true"}
+                )
+                context.log.warning("days failed for a cause that may pass: run retries redo them")
             raise _failure(feature_set, failed)
         add_metadata_by_day(context, context.asset_key, metadata)
         yield Output(StoredDays(feature_set.name, tuple(days), len(features)))
@@ -149,7 +160,7 @@ def feature_set_asset(feature_set: FeatureSet) -> AssetsDefinition:
 
 
 class _DayWriter:
-    """Stores the days as their results arrive, unless a raw day they read was replaced since
+    """Stores the days as their outcomes arrive, unless a raw day they read was replaced since
     it was read. Days are committed together at most every FLUSH_SECONDS (each commit
     checks the snapshot times of the raw days its days read), so a slow set writes each day
     as it is done and a fast one does not pay that check per day."""
@@ -163,17 +174,17 @@ class _DayWriter:
         self.stamps = raw_race_entries.attrs.get("snapshot_at", {})
         self.frames: list[pd.DataFrame] = []
         self.written: set[str] = set()
-        self.superseded: list[DayResult] = []
-        self.seconds: dict[str, tuple[float, int]] = {}
-        self.buffer: list[DayResult] = []
+        self.superseded: list[Outcome] = []
+        self.seconds_per_race: dict[str, float] = {}
+        self.buffer: list[Outcome] = []
         self.flushed_at = time.monotonic()
 
-    def on_result(self, result: DayResult) -> None:
-        if not result.ok:
-            self.storage.delete_days(self.feature_set.name, [result.day])  # would read as current
-            self.context.log.error(result.error)
+    def on_result(self, outcome: Outcome) -> None:
+        if not outcome.ok:
+            self.storage.delete_days(self.feature_set.name, outcome.days)  # would read as current
+            self.context.log.error(outcome.error)
             return
-        self.buffer.append(result)
+        self.buffer.append(outcome)
         if time.monotonic() - self.flushed_at >= self.FLUSH_SECONDS:
             self.flush()
 
@@ -195,24 +206,23 @@ class _DayWriter:
         if not self.buffer:
             return
         name = self.feature_set.name
-        results, self.buffer = self.buffer, []
-        days = [result.day for result in results]
-        rows = pd.concat([result.rows for result in results], ignore_index=True)
+        outcomes, self.buffer = self.buffer, []
+        days = [day for outcome in outcomes for day in outcome.days]
+        rows = pd.concat([outcome.rows for outcome in outcomes], ignore_index=True)
         superseded = set(self.storage.write_tables({name: rows}, days, inputs=self._inputs(days)))
-        for result in results:
-            if result.day in superseded:
-                self.superseded.append(
-                    DayResult(result.day, error=_superseded(name, result.day), failure="superseded")
-                )
-                continue
-            self.frames.append(result.rows)
-            self.written.add(result.day)
-            self.seconds[result.day] = (result.seconds, result.races)
+        for day in sorted(superseded):
+            self.superseded.append(Outcome.failed(day, _superseded(name, day), SUPERSEDED))
+        if superseded:
+            rows = rows[~rows["race_date"].isin(pd.to_datetime(sorted(superseded)))]
+        self.frames.append(rows)
+        for outcome in outcomes:
+            kept = [day for day in outcome.days if day not in superseded]
+            self.written.update(kept)
+            if outcome.races:
+                self.seconds_per_race.update(dict.fromkeys(kept, outcome.seconds / outcome.races))
 
     def features(self) -> pd.DataFrame:
         if not self.frames:
-            from feature_assets.racing.feature_set import empty_output
-
             return empty_output(self.feature_set)
         return pd.concat(self.frames, ignore_index=True)
 
@@ -226,39 +236,51 @@ def _superseded(name: str, day: str) -> str:
     )
 
 
-def _failure(feature_set: FeatureSet, failed: list[DayResult]) -> Failure:
-    failed = sorted(failed, key=lambda result: result.day)
-    days = [result.day for result in failed]
+def _failure(feature_set: FeatureSet, failed: list[Outcome]) -> Failure:
+    """A failure naming each failed day (each failed outcome is one day's) and its cause."""
+    errors = {outcome.days[0]: outcome for outcome in failed}
+    days = sorted(errors)
     invalid = {
-        result.day: [
-            line.strip() for line in result.error.splitlines() if line.strip().startswith("race_id")
-        ]
-        for result in failed
-        if result.failure == INVALID_RACES
+        day: [line.strip() for line in o.error.splitlines() if line.strip().startswith("race_id")]
+        for day, o in errors.items()
+        if o.failure == INVALID_RACES
     }
-    first_lines = {result.day: result.error.splitlines()[0] for result in failed}
+    first_lines = {day: errors[day].error.splitlines()[0] for day in days}
     # invalid races in full (day, race_id, rule); other errors by their first line, the
     # traceback is in the run's log
     accounts = [
-        result.error if result.failure == INVALID_RACES else first_lines[result.day]
-        for result in failed[:DAYS_DESCRIBED]
+        errors[day].error if errors[day].failure == INVALID_RACES else first_lines[day]
+        for day in days[:DAYS_DESCRIBED]
     ]
-    if len(failed) > DAYS_DESCRIBED:
-        accounts.append(f"... and {len(failed) - DAYS_DESCRIBED} more day(s): {compact_days(days)}")
+    if len(days) > DAYS_DESCRIBED:
+        accounts.append(f"... and {len(days) - DAYS_DESCRIBED} more day(s): {compact_days(days)}")
     return Failure(
-        description=f"{len(days)} day(s) of {feature_set.name} failed:\n" + "\n".join(accounts),
+        description=_headline(feature_set, [errors[day] for day in days])
+        + "\n"
+        + "\n".join(accounts),
         metadata={
             "failed_days": MetadataValue.text(compact_days(days)),
             "errors": MetadataValue.md(
-                "\n\n".join(f"```\n{result.error}\n```" for result in failed[:20])
+                "\n\n".join(f"```\n{errors[day].error}\n```" for day in days[:20])
             ),
             INVALID_RACES_BY_DAY: MetadataValue.json(invalid),
             ERRORS_BY_DAY: MetadataValue.json(first_lines),
         },
-        # invalid data and the set's own exceptions fail the same way again; a dead worker
-        # (a preempted node, memory) may not
-        allow_retries=any(result.failure in (WORKER_DIED, "superseded") for result in failed),
+        allow_retries=any(o.failure in TRANSIENT for o in errors.values()),
     )
+
+
+def _headline(feature_set: FeatureSet, failed: list[Outcome]) -> str:
+    """The failure's first line, which alerts and `status` show: each kind of failure with
+    its days, e.g. `invalid races on 1 day(s): 2024-01-16; race_features is not written
+    for them`."""
+    by_kind: dict[str, list[str]] = {}
+    for outcome in failed:
+        by_kind.setdefault(outcome.failure, []).extend(outcome.days)
+    kinds = "; ".join(
+        f"{kind} on {len(days)} day(s): {compact_days(days)}" for kind, days in by_kind.items()
+    )
+    return f"{kinds}; {feature_set.name} is not written for them"
 
 
 SUMMARY_SCHEMA = TableSchema(
@@ -280,7 +302,8 @@ def day_metadata(
     days: list[str],
     writer: _DayWriter,
 ) -> dict[str, dict]:
-    """Each day's materialisation metadata (rows, races, NULL shares, CPU seconds per race);
+    """Each day's materialisation metadata (rows, races, NULL shares, the set's CPU seconds
+    per race, averaged over a batch for batch_days sets);
     the run's last day also gets the summary table."""
     if not days:
         return {}
@@ -290,10 +313,8 @@ def day_metadata(
         day: {name: value for name, value in row.items() if pd.notna(value)}
         for day, row in zip(facts.index, facts.to_dict("records"), strict=True)
     }
-    for day, (seconds, race_count) in writer.seconds.items():
-        metadata[day]["compute_seconds"] = round(seconds, 4)
-        if race_count:
-            metadata[day]["seconds_per_race"] = round(seconds / race_count, 6)
+    for day, seconds_per_race in writer.seconds_per_race.items():
+        metadata[day]["seconds_per_race"] = round(seconds_per_race, 6)
     last = max(days)
     of_last_day = features[features["race_date"] == pd.Timestamp(last)]
     metadata[last]["summary"] = summary_table(feature_summary(of_last_day, columns))

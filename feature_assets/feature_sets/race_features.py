@@ -1,7 +1,8 @@
 """The contract's 12 features (../shared/spec, `race_features`): the built-in feature set.
 
-Vectorised: every history feature is a window sum that `History.window_sums` answers for the
-whole day at once from running totals built once per run, so ten years cost seconds. Sums
+Vectorised: every history feature is a window sum that `History.window_sums` answers for
+many days at once (`batch_days`) from running totals built once per run, so ten years cost
+seconds. Sums
 are whole numbers (start timings in hundredths), so a day has the same bits alone, in a
 range or in a full backfill.
 """
@@ -19,6 +20,7 @@ _RESULT_VALUES = {"is_win": 1, "is_top2": 1}
 
 @per_day(
     history_days=365,
+    batch_days=True,
     pass_through=("venue_code", "race_no", "finish_position", "is_win"),
     columns={
         "racer_starts_90d": "int",

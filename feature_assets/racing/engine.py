@@ -3,9 +3,9 @@
 The run's history is loaded and indexed once, in this process; workers are forked from it
 and share its arrays copy-on-write instead of copying them (a ten-year history is hundreds
 of MB). The first day is computed here before any fork, so an index a set builds on first
-use is built once, not once per worker. Each worker is handed one day at a time; a result
-comes back as soon as its day is done and `on_result` stores it, so a crash later loses
-nothing already finished.
+use is built once, not once per worker. Each worker is handed one day at a time (a batch
+of days for `batch_days` sets); its outcome comes back as soon as it is done and
+`on_result` stores it, so a crash later loses nothing already finished.
 
 A day's outcome is its rows, or an error naming the set, the day, the race (per-race sets)
 and the cause: an invalid race, an exception in the set's code (with its traceback), rows
@@ -28,8 +28,15 @@ from multiprocessing.connection import wait
 import numpy as np
 import pandas as pd
 
-from feature_assets.racing.feature_set import KEY_COLUMNS, FeatureSet
-from feature_assets.racing.history import RESULT_COLUMNS, Day, RunHistory, day_number
+from feature_assets.racing.feature_set import KEY_COLUMNS, FeatureSet, empty_output
+from feature_assets.racing.history import (
+    RESULT_COLUMNS,
+    BatchHistory,
+    Day,
+    History,
+    RunHistory,
+    day_number,
+)
 from feature_assets.racing.quality import InvalidRacesError, find_invalid_races
 
 INVALID_RACES = "invalid races"
@@ -39,27 +46,32 @@ _HIDDEN = [*RESULT_COLUMNS, "is_win", "is_top2"]
 
 
 @dataclasses.dataclass(frozen=True)
-class DayResult:
-    """One day's outcome: `rows` when it succeeded, else `error` (of kind `failure`)."""
+class Outcome:
+    """What one call of a set gave: the `rows` of its `days` (sorted by race_date, race_id,
+    lane), or the `error` (of kind `failure`) of its one day; a failure is one day's."""
 
-    day: str
+    days: tuple[str, ...]
     rows: pd.DataFrame | None = None
     error: str | None = None
     failure: str | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # CPU seconds of the set's code for these days
     races: int = 0
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
+    @classmethod
+    def failed(cls, day: str, error: str, failure: str) -> Outcome:
+        return cls((day,), error=error, failure=failure)
+
 
 class FeatureSetError(RuntimeError):
     """Days of a set failed; the message holds each day's error."""
 
-    def __init__(self, failed: list[DayResult]):
+    def __init__(self, failed: list[Outcome]):
         self.failed = failed
-        super().__init__("\n".join(result.error for result in failed))
+        super().__init__("\n".join(outcome.error for outcome in failed))
 
 
 class _Rejected(Exception):
@@ -70,58 +82,94 @@ class _Rejected(Exception):
 class _Run:
     feature_set: FeatureSet
     history: RunHistory
-    day_rows: dict[str, pd.DataFrame]  # each target day's valid entries, results included
-    day_inputs: dict[str, Day]  # the same without results, as the set gets them
+    without_results: pd.DataFrame  # history.frame without D's results, as a set gets D
+    spans: dict[str, tuple[int, int, int, int]]  # valid day -> its entry and race positions
+    units: list[tuple[str, ...]]  # the days computed by one call: one, or a batch
+
+    def inputs(self, unit: tuple[str, ...]) -> tuple[pd.DataFrame, Day]:
+        """The unit's valid entries with results (for the checks and keys), and the `Day`
+        the set gets: the same entries without results, and their races."""
+        spans = [self.spans[day] for day in unit]
+        entries = np.concatenate([np.arange(s[0], s[1]) for s in spans])
+        races = np.concatenate([np.arange(s[2], s[3]) for s in spans])
+        label = unit[0] if len(unit) == 1 else f"{unit[0]}...{unit[-1]}"
+        day = Day(
+            day=label,
+            races=self.history.races.iloc[races].reset_index(drop=True),
+            entries=self.without_results.iloc[entries].reset_index(drop=True),
+        )
+        return self.history.frame.iloc[entries], day
+
+    def history_of(self, unit: tuple[str, ...]) -> History:
+        feature_set = self.feature_set
+        if feature_set.batch_days:
+            return BatchHistory(self.history, unit, feature_set.history_days)
+        return self.history.at(unit[0], feature_set.history_days)
 
 
+BATCH_DAYS = 366  # days per call of a batch_days set: each call costs ~10 ms of pandas
 _RUN: _Run | None = None  # the run a forked worker computes (set before the fork)
 
 
 def prepare(
     feature_set: FeatureSet, races: pd.DataFrame, entries: pd.DataFrame, days: Iterable[str]
-) -> tuple[_Run, dict[str, DayResult]]:
-    """The run's shared history and day inputs, and the failed results of invalid days."""
+) -> tuple[_Run, list[Outcome]]:
+    """The run's shared history and units of days, and the failed outcomes of invalid days."""
     days = sorted(days)
     violations = find_invalid_races(races, entries)
     labels = violations["race_date"].dt.strftime("%Y-%m-%d")
     invalid = {
-        day: DayResult(
+        day: Outcome.failed(
             day,
-            error=f"feature set {feature_set.name}, day {day}: invalid races, the day is not"
+            f"feature set {feature_set.name}, day {day}: invalid races, the day is not"
             " written:\n"
             + "\n".join(
                 f"  race_id {race_id}: {'; '.join(of_race['rule'])}"
                 for race_id, of_race in violations[labels == day].groupby("race_id", sort=True)
             ),
-            failure=INVALID_RACES,
+            INVALID_RACES,
         )
         for day in sorted(set(labels) & set(days))
     }
     valid_races = races[~races["race_id"].isin(violations["race_id"])]
     history = RunHistory(valid_races, entries[entries["race_id"].isin(valid_races["race_id"])])
-    starts = np.searchsorted(history.days, [day_number(d) for d in days], side="left")
-    ends = np.searchsorted(history.days, [day_number(d) + 1 for d in days], side="left")
-    race_starts = np.searchsorted(history.race_days, [day_number(d) for d in days], side="left")
-    race_ends = np.searchsorted(history.race_days, [day_number(d) + 1 for d in days])
+    valid = [day for day in days if day not in invalid]
+    numbers = np.array([day_number(day) for day in valid], dtype=np.int64)
+    positions = zip(
+        np.searchsorted(history.days, numbers).tolist(),
+        np.searchsorted(history.days, numbers + 1).tolist(),
+        np.searchsorted(history.race_days, numbers).tolist(),
+        np.searchsorted(history.race_days, numbers + 1).tolist(),
+        strict=True,
+    )
+    spans = dict(zip(valid, positions, strict=True))
+    size = BATCH_DAYS if feature_set.batch_days else 1
+    units = [tuple(valid[i : i + size]) for i in range(0, len(valid), size)]
     without_results = history.frame.drop(columns=_HIDDEN)
-    day_rows, day_inputs = {}, {}
-    for i, day in enumerate(days):
-        if day not in invalid:
-            rows = slice(starts[i], ends[i])
-            day_rows[day] = history.frame.iloc[rows]
-            day_inputs[day] = Day(
-                day=day,
-                races=history.races.iloc[race_starts[i] : race_ends[i]].reset_index(drop=True),
-                entries=without_results.iloc[rows].reset_index(drop=True),
-            )
-    return _Run(feature_set, history, day_rows, day_inputs), invalid
+    return _Run(feature_set, history, without_results, spans, units), list(invalid.values())
 
 
-def _compute(run: _Run, day: str) -> DayResult:
+def _compute_unit(run: _Run, unit: tuple[str, ...]) -> list[Outcome]:
+    """The outcomes of a unit's days: one call for a batch, or each day alone when the
+    batch fails, so that an error names its own day and the other days still succeed."""
+    if len(unit) == 1:
+        return [_compute(run, unit[0])]
+    started = time.process_time()
+    feature_set = run.feature_set
+    day_rows, batch = run.inputs(unit)
+    try:
+        rows = _checked(feature_set, feature_set(batch, run.history_of(unit)), day_rows)
+    except Exception:  # find the day (or days) that fail, one at a time
+        return [_compute(run, day) for day in unit]
+    seconds = time.process_time() - started
+    return [Outcome(unit, rows=rows, seconds=seconds, races=len(batch.races))]
+
+
+def _compute(run: _Run, day: str) -> Outcome:
     feature_set = run.feature_set
     started = time.process_time()
-    day_input = run.day_inputs[day]
-    history = run.history.at(day, feature_set.history_days)
+    day_rows, day_input = run.inputs((day,))
+    history = run.history_of((day,))
     race_id = None
     try:
         if feature_set.per == "race":
@@ -133,7 +181,7 @@ def _compute(run: _Run, day: str) -> DayResult:
             computed = pd.DataFrame.from_records(computed, columns=list(feature_set.columns))
         else:
             computed = feature_set(day_input, history)
-        rows = _checked(feature_set, computed, run.day_rows[day])
+        rows = _checked(feature_set, computed, day_rows)
     except Exception as err:  # the set's own code: any exception fails this day only
         where = f"feature set {feature_set.name}, day {day}" + (
             f", race_id {race_id}" if race_id is not None else ""
@@ -143,9 +191,9 @@ def _compute(run: _Run, day: str) -> DayResult:
             if isinstance(err, _Rejected)
             else f"{type(err).__name__}: {err}\n{traceback.format_exc()}"
         )
-        return DayResult(day, error=f"{where}: {detail}", failure=SET_ERROR)
+        return Outcome.failed(day, f"{where}: {detail}", SET_ERROR)
     seconds = time.process_time() - started
-    return DayResult(day, rows=rows, seconds=seconds, races=len(day_input.races))
+    return Outcome((day,), rows=rows, seconds=seconds, races=len(day_input.races))
 
 
 def _race_rows(result, entries: int) -> list[dict]:
@@ -217,39 +265,41 @@ def run_days(
     entries: pd.DataFrame,
     days: Iterable[str],
     workers: int = 1,
-    on_result: Callable[[DayResult], None] = lambda result: None,
-) -> list[DayResult]:
+    on_result: Callable[[Outcome], None] = lambda outcome: None,
+) -> list[Outcome]:
     """Computes `feature_set` for each of `days` from the loaded raw rows (which cover at
-    least D-history_days .. D of each day); calls `on_result` with each day's outcome as
-    soon as it is known, in this process. Returns every outcome, sorted by day."""
+    least D-history_days .. D of each day); calls `on_result` with each outcome (one day,
+    or a batch of days) as soon as it is known, in this process. Returns every outcome,
+    sorted by day; together they hold each of `days` exactly once."""
     run, invalid = prepare(feature_set, races, entries, days)
-    results = dict(invalid)
-    for result in invalid.values():
-        on_result(result)
+    outcomes = []
 
-    def finish(result: DayResult) -> None:
-        results[result.day] = result
-        on_result(result)
+    def finish(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        on_result(outcome)
 
-    pending = deque(run.day_rows)
-    while pending and (workers <= 1 or not any(r.ok for r in results.values())):
-        finish(_compute(run, pending.popleft()))  # here: warms indexes before any fork
+    for outcome in invalid:
+        finish(outcome)
+    pending = deque(run.units)
+    while pending and (workers <= 1 or not any(o.ok for o in outcomes)):
+        for outcome in _compute_unit(run, pending.popleft()):  # here: warms indexes first
+            finish(outcome)
     if pending:
         _on_workers(run, pending, workers, finish)
-    return [results[day] for day in sorted(results)]
+    return sorted(outcomes, key=lambda outcome: outcome.days[0])
 
 
 def _worker(connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    while (day := connection.recv()) is not None:
-        connection.send(_compute(_RUN, day))
+    while (unit := connection.recv()) is not None:
+        connection.send(_compute_unit(_RUN, unit))
 
 
 def _on_workers(run: _Run, pending: deque, workers: int, finish) -> None:
     global _RUN
     _RUN = run
     context = multiprocessing.get_context("fork")
-    held: dict = {}  # connection -> [process, day or None]
+    held: dict = {}  # connection -> [process, unit of days or None]
 
     def start_worker() -> None:
         ours, theirs = context.Pipe()
@@ -260,27 +310,29 @@ def _on_workers(run: _Run, pending: deque, workers: int, finish) -> None:
         hand_out(ours)
 
     def hand_out(connection) -> None:
-        day = pending.popleft() if pending else None
-        held[connection][1] = day
-        connection.send(day)
+        unit = pending.popleft() if pending else None
+        held[connection][1] = unit
+        connection.send(unit)
 
     try:
         for _ in range(min(workers, len(pending))):
             start_worker()
         while held:
             for connection in wait(list(held)):
-                process, day = held[connection]
+                process, unit = held[connection]
                 try:
-                    result = connection.recv()
+                    unit_outcomes = connection.recv()
                 except EOFError:  # the worker died
                     process.join()
                     del held[connection]
-                    if day is not None:
-                        finish(_died(run, day, process))
+                    if unit is not None:
+                        for day in unit:
+                            finish(_died(run, day, process))
                         if pending:
                             start_worker()
                     continue
-                finish(result)
+                for outcome in unit_outcomes:
+                    finish(outcome)
                 hand_out(connection)
                 if held[connection][1] is None:
                     process.join()
@@ -291,18 +343,18 @@ def _on_workers(run: _Run, pending: deque, workers: int, finish) -> None:
         _RUN = None
 
 
-def _died(run: _Run, day: str, process) -> DayResult:
+def _died(run: _Run, day: str, process) -> Outcome:
     code = process.exitcode
     how = (
         f"was killed by signal {-code} ({signal.Signals(-code).name}; killed, or out of memory)"
         if code is not None and code < 0
         else f"exited with code {code}"
     )
-    return DayResult(
+    return Outcome.failed(
         day,
-        error=f"feature set {run.feature_set.name}, day {day}: the worker process"
+        f"feature set {run.feature_set.name}, day {day}: the worker process"
         f" (pid {process.pid}) {how} while computing the day; run retries redo it",
-        failure=WORKER_DIED,
+        WORKER_DIED,
     )
 
 
@@ -323,13 +375,9 @@ def compute_days(
     on_days = violations[violations["race_date"].dt.strftime("%Y-%m-%d").isin(labels)]
     if not on_days.empty:
         raise InvalidRacesError(on_days.reset_index(drop=True))
-    results = run_days(feature_set, races, entries, labels, workers)
-    failed = [result for result in results if not result.ok]
+    outcomes = run_days(feature_set, races, entries, labels, workers)
+    failed = [outcome for outcome in outcomes if not outcome.ok]
     if failed:
         raise FeatureSetError(failed)
-    frames = [result.rows for result in results]
-    if not frames:
-        from feature_assets.racing.feature_set import empty_output
-
-        return empty_output(feature_set)
-    return pd.concat(frames, ignore_index=True)
+    frames = [outcome.rows for outcome in outcomes]
+    return pd.concat(frames, ignore_index=True) if frames else empty_output(feature_set)
