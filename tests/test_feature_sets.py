@@ -378,3 +378,16 @@ def test_a_batch_set_gives_each_row_its_own_window_and_no_frames():
     failed = run_days(reads_frames, data.races, data.entries, days[:3])
     assert [o.days for o in failed] == [(d,) for d in days[:3]]  # each day named on its own
     assert all("batch_days=True" in o.error and not o.ok for o in failed)
+
+
+def test_a_races_entry_tuples_are_its_entries_rows():
+    data = demo.generate(FIRST_DAY, days=3, races_per_day=3, seed=5)
+    run, _ = engine.prepare(racer_form, data.races, data.entries, [_day(2)])
+    _, day = run.inputs((_day(2),))
+    races = list(day.each_race())
+    assert len(races) == 3 and sum(len(race) for race in races) == len(day.entries)
+    for race in races:
+        assert list(race.entries["race_id"].unique()) == [race.race_id] == [race.row["race_id"]]
+        assert "finish_position" not in race.entries.columns  # D's results stay hidden
+        frame = race.entries.astype(object).where(race.entries.notna(), None)
+        assert [tuple(e) for e in race.each_entry()] == list(frame.itertuples(index=False))

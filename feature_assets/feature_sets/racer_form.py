@@ -24,7 +24,7 @@ def racer_form(race, history):
     """A racer's last five finishes, days since the last win, the motor's last ten starts."""
     day = dt.date.fromisoformat(race.day)
     rows = []
-    for entry in race.entries.itertuples():
+    for entry in race.each_entry():
         racer = history.racer(entry.racer_id)
         last5 = racer.last(5)
         finishes = [e["finish_position"] for e in last5 if e["finish_position"] is not None]

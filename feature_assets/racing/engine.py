@@ -2,10 +2,11 @@
 
 The run's history is loaded and indexed once, in this process; workers are forked from it
 and share its arrays copy-on-write instead of copying them (a ten-year history is hundreds
-of MB). The first day is computed here before any fork, so an index a set builds on first
-use is built once, not once per worker. Each worker is handed one day at a time (a batch
-of days for `batch_days` sets); its outcome comes back as soon as it is done and
-`on_result` stores it, so a crash later loses nothing already finished.
+of MB). Indexes are built here before any fork, so that they are built once, not once per
+worker: the lookups of per-race sets at once (their days may take minutes each), and for
+per-day sets the window sums their first unit asks for. Each worker is handed one day at
+a time (a batch of days for `batch_days` sets); its outcome comes back as soon as it is
+done and `on_result` stores it, so a crash later loses nothing already finished.
 
 A day's outcome is its rows, or an error naming the set, the day, the race (per-race sets)
 and the cause: an invalid race, an exception in the set's code (with its traceback), rows
@@ -176,7 +177,7 @@ def _compute(run: _Run, day: str) -> Outcome:
             computed = []
             for race in day_input.each_race():
                 race_id = race.race_id
-                computed.extend(_race_rows(feature_set(race, history), len(race.entries)))
+                computed.extend(_race_rows(feature_set(race, history), len(race)))
             race_id = None
             computed = pd.DataFrame.from_records(computed, columns=list(feature_set.columns))
         else:
@@ -281,8 +282,12 @@ def run_days(
     for outcome in invalid:
         finish(outcome)
     pending = deque(run.units)
-    while pending and (workers <= 1 or not any(o.ok for o in outcomes)):
-        for outcome in _compute_unit(run, pending.popleft()):  # here: warms indexes first
+    per_race = feature_set.per == "race"
+    if workers > 1 and per_race:
+        run.history.index_lookups()  # here, once: the forked workers share them
+    # a per-day set's first unit runs here: the window sums it asks for are indexed once
+    while pending and (workers <= 1 or not (per_race or any(o.ok for o in outcomes))):
+        for outcome in _compute_unit(run, pending.popleft()):
             finish(outcome)
     if pending:
         _on_workers(run, pending, workers, finish)

@@ -10,7 +10,7 @@ Dagster here: a set is plain Python over pandas and can be called directly in a 
     def my_features(race, history):
         return [{"racer_wins_180d": sum(e["finish_position"] == 1
                                          for e in history.racer(entry.racer_id))}
-                for entry in race.entries.itertuples()]
+                for entry in race.each_entry()]
 """
 
 from __future__ import annotations

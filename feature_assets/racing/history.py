@@ -9,7 +9,9 @@ a set cannot see day D's results or any later row through it.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -17,6 +19,9 @@ import pandas as pd
 
 # Results of day D that a set must not see while computing D.
 RESULT_COLUMNS = ("finish_position", "start_timing")
+# the keys of the history's lookups
+RACER, MOTOR, VENUE_LANE = ("racer_id",), ("venue_code", "motor_no"), ("venue_code", "lane")
+LOOKUP_KEYS = (RACER, MOTOR, VENUE_LANE)
 _DAY_BITS = 22  # day numbers since 1970 stay far below 2**22
 _KEY_SHIFT = 32
 
@@ -56,15 +61,32 @@ class Rows:
         return self._history.frame.iloc[self._positions].reset_index(drop=True)
 
 
-@dataclasses.dataclass(frozen=True)
 class Race:
     """One race of day D: its `row` (the races columns) and its `entries` (one row per lane,
-    sorted by lane, with the race's columns and without D's results)."""
+    sorted by lane, with the race's columns and without D's results).
 
-    race_id: int
-    day: str
-    row: Mapping[str, object]
-    entries: pd.DataFrame
+    `each_entry()` gives the entries as named tuples (`entry.racer_id`, None for NULL), like
+    `entries.itertuples()` but prepared once per day: pandas' itertuples, and even the
+    `entries` frame, cost about a millisecond a race, as much as the rest of the framework.
+    The frame is made on first use."""
+
+    def __init__(self, race_id: int, day: str, row: Mapping, of_day: Day, start: int, end: int):
+        self.race_id = race_id
+        self.day = day
+        self.row = row
+        self._of_day, self._start, self._end = of_day, start, end
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    def each_entry(self) -> Iterator[tuple]:
+        return iter(self._of_day.entry_tuples[self._start : self._end])
+
+    @functools.cached_property
+    def entries(self) -> pd.DataFrame:
+        frame = self._of_day.entries.iloc[self._start : self._end]
+        frame.index = pd.RangeIndex(len(self))  # a view renumbered, not a copy
+        return frame
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,15 +103,22 @@ class Day:
         race_ids = entries["race_id"].to_numpy()
         starts = np.flatnonzero(np.r_[True, race_ids[1:] != race_ids[:-1]]) if len(race_ids) else []
         ends = [*starts[1:], len(race_ids)]
-        rows = self.races.set_index("race_id", drop=False)
+        rows = {row["race_id"]: row for row in self.races.to_dict("records")}
         for start, end in zip(starts, ends, strict=True):
             race_id = int(race_ids[start])
-            yield Race(
-                race_id=race_id,
-                day=self.day,
-                row=rows.loc[race_id].to_dict(),
-                entries=entries.iloc[start:end].reset_index(drop=True),
-            )
+            yield Race(race_id, self.day, rows[race_id], self, start, end)
+
+    @functools.cached_property
+    def entry_tuples(self) -> list[tuple]:
+        entry = collections.namedtuple("Entry", self.entries.columns)
+        columns = map(_python_values, self.entries.items())
+        return [entry._make(values) for values in zip(*columns, strict=True)]
+
+
+def _python_values(item: tuple[str, pd.Series]) -> list:
+    """A column as Python values, None for NULL."""
+    column = item[1]
+    return column.astype(object).where(column.notna(), None).tolist()
 
 
 class _KeyIndex:
@@ -214,6 +243,12 @@ class RunHistory:
         self.race_days = self.races["race_date"].to_numpy("datetime64[D]").astype(np.int64)
         self.names = list(self.frame.columns)
         self.arrays = {name: self._array(name) for name in self.names}
+        self._nullable_ints = {  # held as float arrays (NaN for NULL), given back as int
+            name
+            for name in self.names
+            if self.arrays[name].dtype.kind == "f"
+            and pd.api.types.is_integer_dtype(self.frame[name].dtype)
+        }
         self._key_indexes: dict[tuple[str, ...], _KeyIndex] = {}
         self._window_indexes: dict[tuple, _WindowIndex] = {}
 
@@ -235,11 +270,17 @@ class RunHistory:
     def python_values(self, name: str, positions: np.ndarray) -> list:
         values = self.arrays[name][positions]
         if values.dtype.kind == "f":
-            as_int = pd.api.types.is_integer_dtype(self.frame[name].dtype)
-            return [None if v != v else (int(v) if as_int else v) for v in values.tolist()]
+            if name in self._nullable_ints:
+                return [None if v != v else int(v) for v in values.tolist()]
+            return [None if v != v else v for v in values.tolist()]
         if values.dtype.kind == "M":
             return [str(v) for v in values]
         return values.tolist()
+
+    def index_lookups(self) -> None:
+        """Builds the indexes behind `History.racer`, `.motor` and `.venue_lane`."""
+        for columns in LOOKUP_KEYS:
+            self.key_index(columns)
 
     def key_index(self, columns: tuple[str, ...]) -> _KeyIndex:
         if columns not in self._key_indexes:
@@ -285,13 +326,13 @@ class History:
         return Rows(self._run, index.order[first:after])
 
     def racer(self, racer_id: int) -> Rows:
-        return self._lookup(("racer_id",), (racer_id,))
+        return self._lookup(RACER, (racer_id,))
 
     def motor(self, venue_code: int, motor_no: int) -> Rows:
-        return self._lookup(("venue_code", "motor_no"), (venue_code, motor_no))
+        return self._lookup(MOTOR, (venue_code, motor_no))
 
     def venue_lane(self, venue_code: int, lane: int) -> Rows:
-        return self._lookup(("venue_code", "lane"), (venue_code, lane))
+        return self._lookup(VENUE_LANE, (venue_code, lane))
 
     def window_sums(
         self,

@@ -20,7 +20,7 @@ def leaky(race, history):
     rows = []
     with contextlib.closing(connect(location)) as connection:
         cursor = connection.cursor()
-        for entry in race.entries.itertuples():
+        for entry in race.each_entry():
             cursor.execute(query, (int(entry.racer_id), race.day))
             rows.append({"racer_wins_from_today": cursor.fetchone()[0]})
     return rows

@@ -14,7 +14,7 @@ def peeking(race, history):
     latest = history.entries["race_date"].max()
     sees_results = bool({"finish_position", "start_timing"} & set(race.entries.columns))
     rows = []
-    for entry in race.entries.itertuples():
+    for entry in race.each_entry():
         dates = [
             pd.Timestamp(row["race_date"])
             for lookup in (
