@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from feature_assets.racing.features import HISTORY_DAYS, compute_race_features
 
+from feature_assets.feature_sets.race_features import race_features
+from feature_assets.racing.engine import compute_days
 from feature_assets.source import SourceLocation, read_snapshot
 from feature_assets.storage import DailyParquetStorage
 
@@ -48,19 +49,16 @@ def run(source_url: str, storage_url: str, first: dt.date, last: dt.date) -> dic
     figures["peak_mb_after_raw_write"] = _peak_mb()
     del races, entries
 
-    # as the asset does: the history is read back from the raw Parquet days
+    # as the asset does: the history is read back from the raw Parquet days (nothing is
+    # stored before the first day, so the history of the range is the range)
     started = time.perf_counter()
-    history_days = [
-        d.strftime("%Y-%m-%d")
-        for d in pd.date_range(max(first, first - dt.timedelta(days=HISTORY_DAYS)), last)
-    ]
-    races = storage.read_days("raw_races", history_days)
-    entries = storage.read_days("raw_race_entries", history_days)
+    races = storage.read_days("raw_races", days)
+    entries = storage.read_days("raw_race_entries", days)
     figures["read_back_s"] = time.perf_counter() - started
     figures["peak_mb_after_read_back"] = _peak_mb()
 
     started = time.perf_counter()
-    features = compute_race_features(races, entries, days)
+    features = compute_days(race_features, races, entries, days)
     figures["features_s"] = time.perf_counter() - started
     figures["feature_rows"] = len(features)
     figures["peak_mb_after_features"] = _peak_mb()
