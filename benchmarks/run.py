@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -153,7 +154,8 @@ def instance_home(work: Path, name: str, postgres_db: str | None = None) -> Path
     home = work / name / "dagster_home"
     home.mkdir(parents=True)
     config = (REPO / "dagster_home" / "dagster.yaml").read_text()
-    if postgres_db:
+    if postgres_db:  # PostgreSQL's storages replace the local file's (SQLite) event log
+        config = re.sub(r"(?m)^event_log_storage:\n(?: .*\n)*", "", config)
         config += postgres_instance_config(postgres_db)
     (home / "dagster.yaml").write_text(config)
     return home

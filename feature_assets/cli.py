@@ -64,7 +64,9 @@ def demo(races_per_day: int, seed: int) -> None:
         f"Loaded {len(data.races):,} races and {len(data.entries):,} entries"
         f" ({first_day} to {last_day}) into {settings.demo_sqlite_path()}"
     )
-    click.echo(f"Materialising {days} days of the three assets in one run ...")
+    from feature_assets.day_status import all_assets
+
+    click.echo(f"Materialising {days} days of {', '.join(all_assets())} in one run ...")
     job = defs.resolve_job_def(race_features_job.name)
     with DagsterInstance.get() as instance:
         result = job.execute_in_process(
@@ -82,7 +84,7 @@ def demo(races_per_day: int, seed: int) -> None:
     storage = DailyParquetStorage(settings.storage_url())
     click.echo(f"\nDone in {time.monotonic() - started:.0f} s (run {result.run_id}).")
     click.echo(f"  {'days:':<18}{days:>9,}")
-    for table in ("raw_races", "raw_race_entries", "race_features"):
+    for table in all_assets():
         click.echo(f"  {table + ':':<18}{storage.count_rows(table):>9,} rows")
     click.echo(f"  {'Parquet files:':<18}{storage.table_path('<asset>')}/race_date=YYYY-MM-DD/")
     click.echo(f"\nOpen the UI:  DAGSTER_HOME={dagster_home} dagster dev")

@@ -11,6 +11,7 @@ from feature_assets import settings
 # Every bad FEATURE_ASSETS_* value is named at load, before any module reads one or any run
 # starts (a bad storage URL would otherwise fail every day of a run after reading the source).
 settings.check_configuration()
+settings.enable_event_batches()  # this process's runs write their events in batches
 
 from feature_assets.alerts import slack_on_run_failure
 from feature_assets.assets.feature_sets import feature_set_asset

@@ -202,6 +202,13 @@ def automation_on() -> bool:
     return value == "on"
 
 
+def enable_event_batches() -> None:
+    """Dagster sends asset events to the instance in batches only while
+    DAGSTER_EVENT_BATCH_SIZE is set (its own opt-in); the batching event logs of
+    feature_assets.instance store a batch at once. Set in the environment, it wins."""
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "1000")
+
+
 def feature_set_modules() -> list[str]:
     value = os.environ.get("FEATURE_ASSETS_FEATURE_SETS", "")
     return [name.strip() for name in value.split(",") if name.strip()]

@@ -1,4 +1,5 @@
-"""The batching PostgreSQL event log: same partition status, far fewer round trips."""
+"""The batching event logs (PostgreSQL, and SQLite, the local default): the same partition
+status and records as Dagster's own, with the batches stored as batches."""
 
 import datetime as dt
 
@@ -8,7 +9,7 @@ from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, instance_for
 from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
 from feature_assets import demo
-from feature_assets.instance import BatchedPostgresEventLogStorage
+from feature_assets.instance import BatchedPostgresEventLogStorage, BatchedSqliteEventLogStorage
 from feature_assets.partitions import daily_partitions
 from tests.conftest import FIRST_DAY, fresh_mysql_database
 from tests.test_pipeline import ALL, _run
@@ -16,7 +17,14 @@ from tests.test_pipeline import ALL, _run
 ASSETS = ["raw_races", "raw_race_entries", "race_features"]
 
 
-def _instance(postgres_database):
+def _instance(kind, postgres_database, folder):
+    if kind == "sqlite":  # as dagster_home/dagster.yaml has it
+        storage = {
+            "module": "feature_assets.instance",
+            "class": "BatchedSqliteEventLogStorage",
+            "config": {"base_dir": str(folder / "storage")},
+        }
+        return instance_for_test(overrides={"event_log_storage": storage})
     config = {"postgres_db": postgres_database}
     return instance_for_test(
         overrides={
@@ -38,23 +46,31 @@ def _statuses(instance, asset, days):
     return instance.get_status_by_partition(AssetKey(asset), days, daily_partitions)
 
 
+STORAGES = {"postgres": BatchedPostgresEventLogStorage, "sqlite": BatchedSqliteEventLogStorage}
+
+
+@pytest.mark.parametrize("kind", sorted(STORAGES))
 @pytest.mark.parametrize("invalid_races", [0, 2])
 def test_partition_status_with_batched_events(
-    postgres_database, mysql_server, tmp_path, monkeypatch, invalid_races
+    postgres_database, mysql_server, tmp_path, monkeypatch, invalid_races, kind
 ):
     monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    storage_class = STORAGES[kind]
     stored_one_by_one = []
-    store_event = BatchedPostgresEventLogStorage.store_event
+    store_event = storage_class.store_event
 
     def spy(self, event):
         stored_one_by_one.append(event.dagster_event_type)
         return store_event(self, event)
 
-    monkeypatch.setattr(BatchedPostgresEventLogStorage, "store_event", spy)
+    monkeypatch.setattr(storage_class, "store_event", spy)
     data = demo.generate(FIRST_DAY, days=30, races_per_day=6, invalid_races=invalid_races, seed=3)
     days = [(FIRST_DAY + dt.timedelta(days=i)).isoformat() for i in range(30)]
-    with fresh_mysql_database(mysql_server) as url, _instance(postgres_database) as instance:
-        assert isinstance(instance.event_log_storage, BatchedPostgresEventLogStorage)
+    with (
+        fresh_mysql_database(mysql_server) as url,
+        _instance(kind, postgres_database, tmp_path) as instance,
+    ):
+        assert isinstance(instance.event_log_storage, storage_class)
         demo.load(url, data)
         result = _run(url, str(tmp_path), instance, ALL, days[0], days[-1])
         assert result.success == (invalid_races == 0)
@@ -74,3 +90,13 @@ def test_partition_status_with_batched_events(
         assert failed == bad_days
         materialized = [s for s in statuses.values() if s == AssetPartitionStatus.MATERIALIZED]
         assert len(materialized) == 30 - len(bad_days)
+        for asset in ASSETS:  # each stored day once, found by the cross-run index
+            records = instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=AssetKey(asset)), limit=100
+            ).records
+            stored = sorted(r.partition_key for r in records)
+            assert stored == (days if asset != "race_features" else sorted(set(days) - bad_days))
+            latest = instance.get_latest_materialization_event(AssetKey(asset))
+            assert latest is not None and latest.run_id == result.run_id
+        if kind == "sqlite" and result.success:  # the days' materialisations came as batches
+            assert DagsterEventType.ASSET_MATERIALIZATION not in stored_one_by_one
