@@ -25,13 +25,15 @@ import multiprocessing
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 FIRST_DAY = dt.date(2015, 1, 1)
 START, END = "<!-- feature-sets:start -->", "<!-- feature-sets:end -->"
+sys.path.insert(0, str(REPO / "benchmarks"))
+from run import Sampler  # noqa: E402
+
 # race_features before the feature-set framework: the "features" stage of B in RESULTS.md
 # (2026-11-28, ten years, 854,008 entries), the figure the built-in set must not exceed
 PREVIOUS_BUILTIN_SECONDS = 4.6
@@ -47,7 +49,6 @@ def measure(which: str, days: int, races_per_day: int, workers: int, repeats: in
     from feature_assets.racing import engine
 
     if which == "slow":
-        sys.path.insert(0, str(REPO / "benchmarks"))
         from slow_set import SECONDS_PER_RACE
         from slow_set import slow_set as feature_set
     else:
@@ -95,22 +96,14 @@ def measure(which: str, days: int, races_per_day: int, workers: int, repeats: in
 # -- the parent: processes, memory, the table ----------------------------------------------
 
 
-class PeakPss:
+class PeakPss(Sampler):
     """Samples the summed PSS (MB) of a process and its descendants while it runs."""
 
+    interval = 0.25  # smaps_rollup walks every mapping: not too often
+
     def __init__(self, pid: int):
+        super().__init__()
         self.pid = pid
-        self.peak_mb = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
     def _tree(self) -> list[int]:
         children: dict[int, list[int]] = {}
@@ -126,15 +119,14 @@ class PeakPss:
             todo.extend(children.get(pid, []))
         return tree
 
-    def _sample(self):
-        while not self._stop.wait(0.25):  # smaps_rollup walks every mapping: not too often
-            total = 0
-            for pid in self._tree():
-                with contextlib.suppress(OSError):
-                    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                        if line.startswith("Pss:"):
-                            total += int(line.split()[1])
-            self.peak_mb = max(self.peak_mb, total / 1024)
+    def sample(self):
+        total = 0
+        for pid in self._tree():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+        self.peak_mb = max(self.peak_mb, total / 1024)
 
 
 def run_measurement(which: str, days: int, races: int, workers: int, env: dict) -> dict:

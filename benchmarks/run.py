@@ -65,17 +65,16 @@ def run_process(command: list[str], env: dict, log: Path) -> tuple[float, float]
     return seconds, peak.peak_mb
 
 
-class PeakRss:
-    """Samples the peak RSS (VmHWM) of the processes started while it is open whose
-    environment holds `marker` (NAME=value): a command and its children, or the run workers
-    of a daemon backfill (marker DAGSTER_HOME=...)."""
+class Sampler:
+    """Calls `sample()` every `interval` seconds on a thread while it is open; `peak_mb`
+    keeps what the samples found."""
 
-    def __init__(self, marker: str):
-        self.marker = marker.encode()
+    interval = 0.1
+
+    def __init__(self):
         self.peak_mb = 0.0
-        self._existing = {p.name for p in Path("/proc").iterdir()}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def __enter__(self):
         self._thread.start()
@@ -85,17 +84,34 @@ class PeakRss:
         self._stop.set()
         self._thread.join()
 
-    def _sample(self):
-        while not self._stop.wait(0.1):
-            for proc in Path("/proc").iterdir():
-                if not proc.name.isdigit() or proc.name in self._existing:
+    def _loop(self):
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+
+class PeakRss(Sampler):
+    """Samples the peak RSS (VmHWM) of the processes started while it is open whose
+    environment holds `marker` (NAME=value): a command and its children, or the run workers
+    of a daemon backfill (marker DAGSTER_HOME=...)."""
+
+    def __init__(self, marker: str):
+        super().__init__()
+        self.marker = marker.encode()
+        self._existing = {p.name for p in Path("/proc").iterdir()}
+
+    def sample(self):
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or proc.name in self._existing:
+                continue
+            with contextlib.suppress(OSError):
+                if self.marker not in (proc / "environ").read_bytes().split(b"\0"):
                     continue
-                with contextlib.suppress(OSError):
-                    if self.marker not in (proc / "environ").read_bytes().split(b"\0"):
-                        continue
-                    for line in (proc / "status").read_text().splitlines():
-                        if line.startswith("VmHWM:"):
-                            self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
+                for line in (proc / "status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
 
 
 class MySqlCounters:

@@ -77,19 +77,27 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
     """`SqliteEventLogStorage` that stores a batch of one run's events in one transaction on
     the run's file and one on the index, updating each asset's index row once per batch.
 
-    `base_dir` defaults to `$DAGSTER_HOME/storage`, where Dagster's default event log lives,
-    so an instance switched to it keeps its history."""
+    Configured with `dagster_home` (in dagster.yaml `{env: DAGSTER_HOME}`) it keeps its files
+    in `<dagster_home>/storage`, where Dagster's default event log lives, so an instance
+    switched to it keeps its history; or with `base_dir`, the folder itself."""
 
     @classmethod
     def config_type(cls):
-        return {"base_dir": Field(StringSource, is_required=False)}
+        return {
+            "dagster_home": Field(StringSource, is_required=False),
+            "base_dir": Field(StringSource, is_required=False),
+        }
 
     @classmethod
     def from_config_value(
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
     ) -> "BatchedSqliteEventLogStorage":
-        default = os.path.join(os.environ.get("DAGSTER_HOME", "."), "storage")
-        return cls(base_dir=config_value.get("base_dir", default), inst_data=inst_data)
+        if ("base_dir" in config_value) == ("dagster_home" in config_value):
+            raise ValueError("BatchedSqliteEventLogStorage: give dagster_home or base_dir")
+        if "base_dir" in config_value:
+            return cls(base_dir=config_value["base_dir"], inst_data=inst_data)
+        base_dir = os.path.join(config_value["dagster_home"], "storage")
+        return cls(base_dir=base_dir, inst_data=inst_data)
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         kinds = {event.dagster_event_type for event in events}

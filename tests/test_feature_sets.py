@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -391,3 +392,21 @@ def test_a_races_entry_tuples_are_its_entries_rows():
         assert "finish_position" not in race.entries.columns  # D's results stay hidden
         frame = race.entries.astype(object).where(race.entries.notna(), None)
         assert [tuple(e) for e in race.each_entry()] == list(frame.itertuples(index=False))
+
+
+@pytest.mark.parametrize(
+    "files, expected",
+    [
+        ({"cpu.max": "200000 100000\n"}, 2),  # cgroup v2: a pod limited to 2 CPUs
+        ({"cpu.max": "150000 100000\n"}, 1),  # 1.5 CPUs: one worker
+        ({"cpu.max": "max 100000\n"}, None),  # no limit: the CPUs it may run on
+        ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),  # v1
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ],
+)
+def test_workers_follow_the_cpus_a_pod_was_granted(tmp_path, files, expected):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    affinity = len(os.sched_getaffinity(0))
+    assert engine.available_cpus(str(tmp_path)) == min(affinity, expected or affinity)

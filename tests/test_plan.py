@@ -42,7 +42,7 @@ def test_a_ten_year_plan_is_bounded_by_quota_pool_and_submission():
     assert set(MACHINES) >= {"e2-standard-4", "n2-standard-8"}
 
 
-def test_seconds_per_day_come_from_finished_runs(mysql_url, tmp_path):
+def test_seconds_per_day_come_from_finished_runs(mysql_url, tmp_path, monkeypatch):
     demo.load(mysql_url, demo.generate(FIRST_DAY, days=10, races_per_day=6, seed=3))
     env = _environment(tmp_path)
 
@@ -59,6 +59,7 @@ def test_seconds_per_day_come_from_finished_runs(mysql_url, tmp_path):
     empty = plan("--from-history")
     assert empty.returncode == 2 and "no finished runs" in empty.stderr
 
+    monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])  # as `feature-assets` has it
     with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         assert _run(mysql_url, str(tmp_path / "parquet"), instance, ALL, _day(0), _day(9)).success
         measured = measured_seconds_per_day(instance)
@@ -97,10 +98,11 @@ def test_plan_prints_the_plan_its_cost_and_the_quota_to_request(tmp_path):
     assert re.search(r"request CPUS .*quota of at least [\d,]+ vCPU", run.stdout)
 
 
-def test_seconds_per_race_come_from_a_sets_materialisations(mysql_url, tmp_path):
+def test_seconds_per_race_come_from_a_sets_materialisations(mysql_url, tmp_path, monkeypatch):
     demo.load(mysql_url, demo.generate(FIRST_DAY, days=6, races_per_day=6, seed=3))
     env = _environment(tmp_path)
     universe = [ALL[0], feature_set_asset(racer_form)]
+    monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])  # as `feature-assets` has it
     with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         storage = str(tmp_path / "parquet")
         ran = _run(mysql_url, storage, instance, universe, _day(0), _day(5), universe=universe)

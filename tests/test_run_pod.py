@@ -113,9 +113,9 @@ def code_location_origin() -> RepositoryPythonOrigin:
     )
 
 
-def test_backfill_run_becomes_a_valid_spot_job(kube_api, monkeypatch):
+def _launch(kube_api, tags: dict) -> dict:
+    """The Job that K8sRunLauncher posts for a run with these tags, validated strictly."""
     kubeconfig, posted = kube_api
-    monkeypatch.setenv("FEATURE_ASSETS_SOURCE_URL", SECRET_URL)  # present where the launcher runs
     overrides = {
         "run_launcher": {
             "module": "dagster_k8s",
@@ -128,17 +128,23 @@ def test_backfill_run_becomes_a_valid_spot_job(kube_api, monkeypatch):
             instance,
             job_name="race_features_job",
             job_code_origin=JobPythonOrigin("race_features_job", code_location_origin()),
-            tags={
-                "dagster/backfill": "abcdefgh",
-                "dagster/asset_partition_range_start": "2016-01-01",
-                "dagster/asset_partition_range_end": "2016-01-30",
-            },
+            tags=tags,
         )
         instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
-
     [(path, job)] = posted
     assert path == "/apis/batch/v1/namespaces/dagster/jobs"
     kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
+    return job
+
+
+def test_backfill_run_becomes_a_valid_spot_job(kube_api, monkeypatch):
+    monkeypatch.setenv("FEATURE_ASSETS_SOURCE_URL", SECRET_URL)  # present where the launcher runs
+    tags = {
+        "dagster/backfill": "abcdefgh",
+        "dagster/asset_partition_range_start": "2016-01-01",
+        "dagster/asset_partition_range_end": "2016-01-30",
+    }
+    job = _launch(kube_api, tags)
 
     pod = job["spec"]["template"]["spec"]
     [container] = pod["containers"]
@@ -170,7 +176,6 @@ def test_a_feature_sets_runs_ask_their_pod_for_its_cpus_and_memory(kube_api, tmp
     """`feature-assets backfill` of a set declaring cpus=4, memory=6Gi stores the run tag
     that the daemon copies onto each run of the backfill; K8sRunLauncher turns it into the
     pod's resources and the worker count (limit = request: the cgroup gives 4 CPUs)."""
-    kubeconfig, posted = kube_api
     env = _environment(
         tmp_path, FEATURE_ASSETS_FEATURE_SETS="tests.feature_sets.heavy", PYTHONPATH=str(REPO)
     )
@@ -182,24 +187,7 @@ def test_a_feature_sets_runs_ask_their_pod_for_its_cpus_and_memory(kube_api, tmp
     with instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         [backfill] = instance.get_backfills()
         tags = dict(backfill.tags)
-    overrides = {
-        "run_launcher": {
-            "module": "dagster_k8s",
-            "class": "K8sRunLauncher",
-            "config": run_launcher_config(kubeconfig),
-        }
-    }
-    with instance_for_test(overrides=overrides) as instance:
-        run = create_run_for_test(
-            instance,
-            job_name="race_features_job",
-            job_code_origin=JobPythonOrigin("race_features_job", code_location_origin()),
-            tags={**tags, "dagster/backfill": backfill.backfill_id},
-        )
-        instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
-
-    [(_, job)] = posted
-    kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
+    job = _launch(kube_api, {**tags, "dagster/backfill": backfill.backfill_id})
     pod = job["spec"]["template"]["spec"]
     [container] = pod["containers"]
     wanted = {"cpu": "4", "memory": "6Gi"}

@@ -20,11 +20,12 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from feature_assets import demo
+from feature_assets.day_status import all_assets
 from tests.conftest import fresh_mysql_database
 from tests.test_commands import REPO, _environment
 from tests.test_daemon import _feature_assets, _wait_for
 
-ASSETS = ["raw_races", "raw_race_entries", "race_features"]
+ASSETS = list(all_assets())  # the raw assets and every feature set, as a user selects them
 DAYS = 30
 
 # LaunchAssetChoosePartitionsDialog.tsx (dagster-ui), onLaunchAsBackfill: assets of the

@@ -248,15 +248,24 @@ def _typed_column(name: str, values: pd.Series, dtype):
         raise _Rejected(f"column {name}: not {dtype}: {err}") from None
 
 
-def available_cpus() -> int:
-    """CPUs this process may use: its affinity, capped by a cgroup CPU quota (a pod's limit)."""
+def available_cpus(cgroup: str = "/sys/fs/cgroup") -> int:
+    """CPUs this process may use: its affinity, capped by its cgroup's CPU quota (a pod's
+    limit; cgroup v2 `cpu.max`, else v1 `cpu.cfs_quota_us`), at least 1."""
     cpus = len(os.sched_getaffinity(0))
-    try:
-        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()  # cgroup v2
-        if quota != "max":
-            cpus = min(cpus, max(1, int(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
+    for quota_file, period_file in (
+        ("cpu.max", None),
+        ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us"),
+    ):
+        try:
+            fields = open(os.path.join(cgroup, quota_file)).read().split()
+            if period_file:
+                fields.append(open(os.path.join(cgroup, period_file)).read().strip())
+            quota, period = fields[0], fields[-1]
+        except (OSError, IndexError):
+            continue
+        if quota not in ("max", "-1"):
+            cpus = min(cpus, max(1, int(quota) // int(period)))
+        break
     return cpus
 
 
