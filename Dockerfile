@@ -2,7 +2,8 @@
 # official Dagster Helm chart's user deployments expect (dagsterApiGrpcArgs in
 # deploy/helm/values.yaml); the K8sRunLauncher starts each run's pod from the same image.
 # No data inside: runs read and write Parquet on GCS day by day.
-FROM python:3.11.7-slim-bookworm
+# Pinned by tag and digest: a re-pushed tag cannot change what is built (README: renew both).
+FROM python:3.11.15-slim-bookworm@sha256:b18992999dbe963a45a8a4da40ac2b1975be1a776d939d098c647482bcad5cba
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -11,10 +12,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY deploy/requirements.lock /app/deploy/requirements.lock
-RUN pip install --no-deps -r deploy/requirements.lock
+# every file checked against the lock's SHA-256 (the hashes are those of the x86_64 wheels)
+RUN pip install --no-deps --require-hashes -r deploy/requirements.lock
 COPY pyproject.toml README.md /app/
 COPY feature_assets /app/feature_assets
-RUN pip install --no-deps . \
+# built with the locked setuptools: nothing unpinned is fetched
+RUN pip install --no-deps --no-build-isolation . \
     && useradd --create-home --uid 10001 dagster
 
 USER 10001

@@ -8,9 +8,11 @@ feature runs, the backfill policy's multi_run(R)):
   reads the 365 days before its range, each at HISTORY_READ_SHARE of a day's cost;
 - the backfill daemon submits about one run per second;
 - raw runs read MySQL, so at most `source_pool` of them run at once (the concurrency pool);
-  feature runs use every slot: min(max_concurrent_runs, vCPU quota / vCPU per run);
+  feature runs use every slot: min(max_concurrent_runs, the run pods that fit on the nodes
+  the vCPU quota allows), a node taking as many run pods as its allocatable CPU and memory
+  hold (`pods_per_node`: 3 one-vCPU pods on an e2-standard-4, not 4);
 - the Spot pool first scales up from zero (`scale_up` seconds);
-- nodes = slots x vCPU per run / vCPU per node; cost = nodes x hours x price per node-hour,
+- nodes = slots / pods per node; cost = node hours of work x price per node-hour,
   plus the on-demand system node (webserver, daemon, code server) and the Cloud SQL
   instance for the whole time.
 
@@ -70,9 +72,12 @@ DEFAULT_SECONDS_PER_DAY = 0.05
 class Cluster:
     machine: str = "e2-standard-4"
     spot: bool = True
-    vcpu_per_run: float = 1.0
+    vcpu_per_run: float = 1.0  # deploy/helm/values.yaml, runK8sConfig
+    memory_per_run_gb: float = 2.0
     vcpu_quota: int = 24  # a new project's regional CPUS quota
-    max_concurrent_runs: int = 20  # deploy/helm/values.yaml
+    # deploy/helm/values.yaml: what the Spot pool holds, 5 nodes x 3 run pods
+    # (tests/test_run_pod.py derives both from the scripts' pool)
+    max_concurrent_runs: int = 15
     source_pool: int = 8
     pod_start: float = 45.0
     scale_up: float = 180.0
@@ -112,7 +117,8 @@ class Plan:
 def estimate(days: int, days_per_run: int, seconds_per_day: float, cluster: Cluster) -> Plan:
     machine = MACHINES[cluster.machine]
     runs_per_asset = math.ceil(days / days_per_run)
-    by_quota = int(cluster.vcpu_quota // cluster.vcpu_per_run)
+    per_node = max(1, pods_per_node(machine, cluster.vcpu_per_run, cluster.memory_per_run_gb))
+    by_quota = int(cluster.vcpu_quota // machine.vcpus) * per_node
     slots = max(1, min(cluster.max_concurrent_runs, by_quota, runs_per_asset))
     raw_seconds = cluster.pod_start + seconds_per_day * days_per_run
     history = seconds_per_day * HISTORY_READ_SHARE * min(HISTORY_DAYS, days - 1)
@@ -122,10 +128,10 @@ def estimate(days: int, days_per_run: int, seconds_per_day: float, cluster: Clus
     submitting = 2 * runs_per_asset / cluster.submissions_per_second
     working = raw_waves * raw_seconds + feature_waves * feature_seconds
     wall = cluster.scale_up + max(submitting, working)
-    nodes = math.ceil(slots * cluster.vcpu_per_run / machine.vcpus)
+    nodes = math.ceil(slots / per_node)
     price = machine.spot_per_hour if cluster.spot else machine.on_demand_per_hour
     run_seconds = runs_per_asset * (raw_seconds + feature_seconds)
-    busy_node_seconds = run_seconds * cluster.vcpu_per_run / machine.vcpus
+    busy_node_seconds = run_seconds / per_node
     always_on = MACHINES[SYSTEM_MACHINE].on_demand_per_hour + CLOUD_SQL_PER_HOUR
     system = always_on * wall / 3600
     return Plan(
@@ -134,7 +140,7 @@ def estimate(days: int, days_per_run: int, seconds_per_day: float, cluster: Clus
         runs=2 * runs_per_asset,
         concurrent_runs=slots,
         nodes=nodes,
-        vcpus=slots * cluster.vcpu_per_run,
+        vcpus=nodes * machine.vcpus,
         seconds_per_day=seconds_per_day,
         wall_seconds=wall,
         cost_usd=busy_node_seconds / 3600 * price + system,
@@ -221,7 +227,8 @@ class SetPlan:
         )
 
 
-def _pods_per_node(machine: Machine, cpus_per_pod: int, memory_gb: float) -> int:
+def pods_per_node(machine: Machine, cpus_per_pod: float, memory_gb: float) -> int:
+    """How many pods of these requests a node's allocatable CPU and memory hold."""
     # GKE keeps about 6 % of the first core, 1 % of the others and ~0.3 vCPU for its
     # daemons; memory: ~25 % of the first 4 GB, 20 % of the next 4, 10 % beyond
     allocatable_cpu = machine.vcpus - 0.06 - 0.01 * (machine.vcpus - 1) - 0.3
@@ -242,7 +249,7 @@ def estimate_set(
     """The plan for these choices, or None when a pod does not fit the machine."""
     machine = MACHINES[machine_name]
     memory_gb = POD_MEMORY_BASE_GB + POD_MEMORY_PER_WORKER_GB * cpus_per_pod
-    per_node = _pods_per_node(machine, cpus_per_pod, memory_gb)
+    per_node = pods_per_node(machine, cpus_per_pod, memory_gb)
     if per_node == 0:
         return None
     runs = math.ceil(workload.days / days_per_run)

@@ -15,6 +15,8 @@ class TcpProxy:
       have reached the client (a dropped link mid-read);
     - `stall_after_bytes(n)`: every connection stops forwarding after n bytes, the
       sockets staying open (a stalled network), until `resume()`.
+
+    `sent` holds, per connection, the bytes the client sent (to read the requests it made).
     """
 
     def __init__(self, target_host: str, target_port: int):
@@ -24,6 +26,7 @@ class TcpProxy:
         self.connections = 0  # opened through the proxy so far
         self.open_now = 0
         self.most_at_once = 0
+        self.sent: list[bytearray] = []
         self._cuts: list[int] = []
         self._stall_at: int | None = None
         self._sockets: list[socket.socket] = []
@@ -82,18 +85,27 @@ class TcpProxy:
                 self.most_at_once = max(self.most_at_once, self.open_now)
                 cut = self._cuts.pop(0) if self._cuts else None
                 self._sockets += [client, server]
-            upstream = threading.Thread(target=self._pipe, args=(client, server, False, None))
+                sent = bytearray()
+                self.sent.append(sent)
+            upstream = threading.Thread(target=self._pipe, args=(client, server, False, None, sent))
             downstream = threading.Thread(target=self._pipe, args=(server, client, True, cut))
             for thread in (upstream, downstream):
                 thread.daemon = True
                 thread.start()
 
     def _pipe(
-        self, source: socket.socket, sink: socket.socket, downstream: bool, cut: int | None
+        self,
+        source: socket.socket,
+        sink: socket.socket,
+        downstream: bool,
+        cut: int | None,
+        record: bytearray | None = None,
     ) -> None:
         sent = 0
         try:
             while data := source.recv(65536):
+                if record is not None:
+                    record += data
                 limit = self._stall_at if downstream else None
                 if cut is not None and sent + len(data) >= cut:
                     sink.sendall(data[: max(0, cut - sent)])

@@ -1,6 +1,10 @@
 """The Parquet storage, the IO manager's ranged runs and the compute logs on gs://,
 against a local GCS emulator through the client libraries production uses."""
 
+import os
+import re
+from urllib.parse import urlsplit
+
 import pandas as pd
 from dagster import instance_for_test
 
@@ -8,6 +12,8 @@ from feature_assets import demo
 from feature_assets.storage import DailyParquetStorage
 from tests.conftest import FIRST_DAY
 from tests.reference import compute_race_features
+from tests.tcp_proxy import TcpProxy
+from tests.test_commands import REPO
 from tests.test_pipeline import ALL, _day, _run
 
 DAYS = 30
@@ -54,3 +60,66 @@ def test_compute_logs_go_to_gcs(gcs_bucket, mysql_url):
         logs = [b for b in gcs_bucket.list_blobs(prefix="compute-logs/") if b.size]
         assert logs, "no compute log reached the bucket"
         assert any(result.run_id in blob.name for blob in logs)
+
+
+# The permissions of the roles deploy/gke/create-cluster.sh binds on the bucket (Google
+# Cloud's IAM roles reference), and the permission each JSON API call needs.
+ROLE_PERMISSIONS = {
+    "roles/storage.objectAdmin": {
+        *(f"storage.objects.{p}" for p in ("create", "delete", "get", "list", "update")),
+        *(f"storage.objects.{p}" for p in ("getIamPolicy", "setIamPolicy", "restore")),
+        *(f"storage.multipartUploads.{p}" for p in ("abort", "create", "list", "listParts")),
+    },
+    "roles/storage.legacyBucketReader": {"storage.buckets.get", "storage.objects.list"},
+}
+CALLS = [  # (method, path pattern, permission), first match wins
+    ("GET", r"/storage/v1/b/[^/]+", "storage.buckets.get"),
+    ("GET", r"/storage/v1/b/[^/]+/o", "storage.objects.list"),
+    ("GET", r"/(download/)?storage/v1/b/[^/]+/o/.+", "storage.objects.get"),
+    ("POST", r"/upload/storage/v1/b/[^/]+/o", "storage.objects.create"),
+    ("PUT", r"/upload/storage/v1/b/[^/]+/o", "storage.objects.create"),
+    ("DELETE", r"/storage/v1/b/[^/]+/o/.+", "storage.objects.delete"),
+    ("PATCH", r"/storage/v1/b/[^/]+/o/.+", "storage.objects.update"),
+]
+
+
+def _permission(method: str, target: str) -> str:
+    path = urlsplit(target).path
+    for call_method, pattern, permission in CALLS:
+        if method == call_method and re.fullmatch(pattern, path):
+            return permission
+    return f"unknown call {method} {path}"
+
+
+def test_a_run_on_a_new_prefix_needs_only_the_roles_the_scripts_bind(gcs_bucket, monkeypatch):
+    """Every call pyarrow makes to store days under a prefix that does not exist yet, replace
+    one, remove one (a failed day) and read them back, recorded between it and the emulator,
+    is allowed by the roles create-cluster.sh grants. (Our storage never calls create_dir
+    on GCS, the call that asks for the bucket itself, storage.buckets.get; the scripts grant
+    that too, through legacyBucketReader, for pyarrow.fs used elsewhere.)"""
+    emulator = urlsplit(os.environ["CLOUD_STORAGE_EMULATOR_ENDPOINT"])
+    script = (REPO / "deploy" / "gke" / "create-cluster.sh").read_text()
+    roles = re.search(r"for role in ([^;]+); do", script).group(1).split()
+    granted = set().union(*(ROLE_PERMISSIONS[role] for role in roles))
+    data = demo.generate(FIRST_DAY, days=3, races_per_day=4, seed=14)
+    days = [_day(i) for i in range(3)]
+    with TcpProxy(emulator.hostname, emulator.port) as proxy:
+        monkeypatch.setenv("CLOUD_STORAGE_EMULATOR_ENDPOINT", f"http://127.0.0.1:{proxy.port}")
+        storage = DailyParquetStorage(f"gs://{gcs_bucket.name}/a-prefix-never-used")
+        storage.write_days("raw_races", data.races, days)
+        first_day = data.races[data.races["race_date"] == days[0]]
+        storage.write_days("raw_races", first_day, days[:1])  # a day replaced
+        storage.delete_days("raw_races", days[2:])  # as a failed day's file is removed
+        assert len(storage.read_days("raw_races", days[:2])) == len(
+            data.races[data.races["race_date"] < days[2]]
+        )
+    requests = [
+        (method.decode(), target.decode())
+        for sent in proxy.sent
+        for method, target in re.findall(
+            rb"(?m)^(GET|POST|PUT|DELETE|PATCH|HEAD) (\S+) HTTP/1\.[01]\r$", bytes(sent)
+        )
+    ]
+    needed = {_permission(method, target) for method, target in requests}
+    assert {"storage.objects.create", "storage.objects.get", "storage.objects.delete"} <= needed
+    assert needed <= granted, sorted(needed - granted)

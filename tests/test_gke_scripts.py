@@ -22,6 +22,7 @@ echo "$*" >> "$GCLOUD_CALLS"
 case "$*" in
   "auth list"*) [[ "$GCLOUD_LOGGED_IN" == yes ]] && echo "deployer@example.com"; true ;;
   "compute regions describe"*) cat "$GCLOUD_REGION_JSON" ;;
+  *maintenancePolicy*) [[ "$GCLOUD_EXISTING" == yes ]] && echo "$GCLOUD_EXCLUSIONS"; true ;;
   *describe*) [[ "$GCLOUD_EXISTING" == yes ]] ;;
   *) echo "a dry run must not call: gcloud $*" >&2; exit 99 ;;
 esac
@@ -38,7 +39,7 @@ def _gcloud_quota(tmp_path: Path, cpus: int) -> Path:
     return path
 
 
-def _script(tmp_path, name, *args, cpus=240, existing=False, logged_in=True):
+def _script(tmp_path, name, *args, cpus=240, existing=False, logged_in=True, exclusions=""):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     fake = bin_dir / "gcloud"
@@ -52,6 +53,7 @@ def _script(tmp_path, name, *args, cpus=240, existing=False, logged_in=True):
         "GCLOUD_CALLS": str(tmp_path / "calls.log"),
         "GCLOUD_REGION_JSON": str(_gcloud_quota(tmp_path, cpus)),
         "GCLOUD_EXISTING": "yes" if existing else "no",
+        "GCLOUD_EXCLUSIONS": exclusions,  # what describe says of the cluster's exclusions
         "FEATURE_ASSETS_SOURCE_URL": "mysql://reader:Top-Secret-1@10.0.0.5/races",
         "DAGSTER_PG_PASSWORD": "Top-Secret-2",
     }
@@ -67,14 +69,27 @@ def test_create_dry_run_prints_the_plan_and_changes_nothing(tmp_path):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "quota CPUS in us-central1: 238 vCPUs free, the plan needs 22" in out
-    cluster = next(line for line in out.splitlines() if "clusters create" in line)
-    assert "--no-enable-autoupgrade" in cluster and "--release-channel None" in cluster
-    assert "--add-maintenance-exclusion-end" in cluster
+    lines = out.splitlines()
+    created = next(i for i, line in enumerate(lines) if "clusters create" in line)
+    cluster = lines[created]
+    assert "--release-channel stable" in cluster and "--release-channel None" not in cluster
+    # a cluster on a channel keeps node auto-upgrade; the exclusion is what holds it off, and
+    # gcloud takes exclusions only on update, right after the cluster exists
+    assert "--no-enable-autoupgrade" not in out and "maintenance-exclusion" not in cluster
+    exclusion = lines[created + 1]
+    assert "clusters update feature-assets" in exclusion
+    assert "--add-maintenance-exclusion-scope no_minor_or_node_upgrades" in exclusion
+    assert "--add-maintenance-exclusion-until-end-of-support" in exclusion
     assert "--workload-pool race-project.svc.id.goog" in cluster
-    spot = next(line for line in out.splitlines() if "node-pools create spot-runs" in line)
+    spot = next(line for line in lines if "node-pools create spot-runs" in line)
     for flag in ("--spot", "--min-nodes 0", "--num-nodes 0", "gke-spot=true:NoSchedule"):
         assert flag in spot
-    assert "roles/storage.objectAdmin" in out and "roles/iam.workloadIdentityUser" in out
+    bindings = [line for line in lines if "buckets add-iam-policy-binding" in line]
+    assert [b.split("--role ")[1].split()[0] for b in bindings] == [
+        "roles/storage.objectAdmin",  # objects: read, write, replace, list
+        "roles/storage.legacyBucketReader",  # storage.buckets.get, which pyarrow asks for
+    ]
+    assert "roles/iam.workloadIdentityUser" in out
     assert "Top-Secret" not in out + result.stderr
     users = next(line for line in out.splitlines() if "sql users create" in line)
     assert "DAGSTER_PG_PASSWORD" in users  # the secret's name stands in for its value
@@ -91,8 +106,14 @@ def test_create_stops_when_the_quota_is_short_and_says_what_to_request(tmp_path)
     assert ignored.returncode == 0 and "clusters create" in ignored.stdout
 
 
-def test_create_is_idempotent_and_renews_the_upgrade_exclusion(tmp_path):
-    result, _ = _script(tmp_path, "create-cluster.sh", "--dry-run", existing=True)
+@pytest.mark.parametrize("held", [False, True])
+def test_create_is_idempotent_and_adds_the_upgrade_exclusion_once(tmp_path, held):
+    """A re-run creates nothing; it adds the exclusion only when the cluster lacks it (GKE
+    removes it at the version's end of support, after the forced upgrade)."""
+    exclusions = "{'no-minor-or-node-upgrades': {...}}" if held else ""
+    result, _ = _script(
+        tmp_path, "create-cluster.sh", "--dry-run", existing=True, exclusions=exclusions
+    )
     assert result.returncode == 0, result.stderr
     creations = [
         line
@@ -100,8 +121,7 @@ def test_create_is_idempotent_and_renews_the_upgrade_exclusion(tmp_path):
         if line.startswith("+ gcloud") and " create " in line
     ]
     assert creations == []
-    assert "clusters update feature-assets" in result.stdout
-    assert "--add-maintenance-exclusion-start" in result.stdout
+    assert ("clusters update feature-assets" in result.stdout) is not held
 
 
 @pytest.mark.parametrize("everything", [False, True])

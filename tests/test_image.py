@@ -19,10 +19,27 @@ from tests.test_commands import REPO
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 
 
+LOCK = (REPO / "deploy" / "requirements.lock").read_text()
+
+
 def _pins() -> dict[str, str]:
-    lines = (REPO / "deploy" / "requirements.lock").read_text().splitlines()
-    pins = dict(line.split("==") for line in lines if line and not line.startswith("#"))
-    return {name.lower().replace("_", "-"): version for name, version in pins.items()}
+    pins = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", LOCK, re.M)
+    return {name.lower().replace("_", "-"): version for name, version in pins}
+
+
+def test_every_pin_carries_its_hashes_and_the_base_image_its_digest():
+    """pip --require-hashes refuses a lock where one requirement lacks a hash; each entry
+    here is `name==version \\` followed by its `--hash=sha256:` lines."""
+    entries = re.split(r"\n(?=\S)", LOCK.split("\n", 3)[3].strip())
+    assert len(entries) == len(_pins()) > 100
+    for entry in entries:
+        assert re.fullmatch(r"\S+==\S+( \\\n    --hash=sha256:[0-9a-f]{64})+", entry), entry
+    assert "setuptools" in _pins()  # our package builds without fetching a build backend
+    assert re.search(
+        r"^FROM python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}$", DOCKERFILE, re.M
+    )
+    assert "--require-hashes -r deploy/requirements.lock" in DOCKERFILE
+    assert "--no-build-isolation ." in DOCKERFILE
 
 
 def test_every_dependency_is_pinned_at_the_version_under_test():
@@ -38,7 +55,7 @@ def test_every_dependency_is_pinned_at_the_version_under_test():
 def test_image_is_slim_non_root_and_serves_the_code_location_of_the_helm_values():
     assert re.search(r"^FROM python:3\.11[\w.-]*-slim", DOCKERFILE, re.M)
     assert re.search(r"^USER (?!0\b|root\b)\S+", DOCKERFILE, re.M)
-    assert "--no-deps -r deploy/requirements.lock" in DOCKERFILE
+    assert "--no-deps --require-hashes -r deploy/requirements.lock" in DOCKERFILE
     values = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
     [deployment] = values["dagster-user-deployments"]["deployments"]
     module = deployment["dagsterApiGrpcArgs"][-1]

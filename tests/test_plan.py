@@ -27,8 +27,8 @@ def test_a_ten_year_plan_is_bounded_by_quota_pool_and_submission():
     cluster = Cluster(machine="e2-standard-4", vcpu_quota=24, max_concurrent_runs=200)
     plan = estimate(3650, 30, 0.05, cluster)
     assert plan.runs == 2 * 122  # raw and feature runs of 30 days
-    assert plan.concurrent_runs == 24 and plan.quota_limited
-    assert plan.nodes == 6  # 24 runs x 1 vCPU on 4-vCPU nodes
+    assert plan.concurrent_runs == 18 and plan.quota_limited
+    assert plan.nodes == 6  # 24 vCPU of quota: 6 nodes of 4 vCPU, 3 one-vCPU run pods each
     # more quota: more runs at once, shorter, never dearer per run-second
     wider = estimate(3650, 30, 0.05, Cluster(vcpu_quota=200, max_concurrent_runs=200))
     assert wider.wall_seconds < plan.wall_seconds and not wider.quota_limited

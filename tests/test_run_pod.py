@@ -9,6 +9,7 @@ schema (kubernetes-validate).
 """
 
 import json
+import re
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,10 +23,12 @@ from dagster._core.launcher import LaunchRunContext
 from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
 from dagster._core.test_utils import create_run_for_test
 
+from feature_assets.planning import MACHINES, Cluster, estimate, pods_per_node
 from tests.test_commands import REPO, _environment
 
 KUBERNETES_VERSION = "1.33"  # GKE's regular channel
 VALUES = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
+COMMON_SH = REPO / "deploy" / "gke" / "common.sh"
 SECRET_URL = "mysql://reader:S3cret-value@10.0.0.5:3306/races"
 
 
@@ -100,6 +103,8 @@ def code_location_origin() -> RepositoryPythonOrigin:
         "k8s": {
             "env_secrets": [secret["name"] for secret in deployment["envSecrets"]],
             "env_vars": [f"{var['name']}={var['value']}" for var in deployment["env"]],
+            "volumes": deployment["volumes"],
+            "volume_mounts": deployment["volumeMounts"],
             "namespace": "dagster",
             "service_account_name": VALUES["serviceAccount"]["name"],
         }
@@ -160,6 +165,14 @@ def test_backfill_run_becomes_a_valid_spot_job(kube_api, monkeypatch):
     assert container["resources"]["requests"] == {"cpu": "1", "memory": "2Gi"}
     assert pod["serviceAccountName"] == "dagster"
     assert job["spec"]["backoffLimit"] == 0  # a lost pod fails the run; run retries decide
+    # the instance file that `feature-assets` in the code-location pod reads, mounted there
+    # by the deployment's values and passed on: at DAGSTER_HOME, once, from the ConfigMap
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert len(mounts) == len(container["volumeMounts"])
+    home = next(v["value"] for v in container["env"] if v["name"] == "DAGSTER_HOME")
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert len(volumes) == len(pod["volumes"])
+    assert volumes[mounts[home]]["configMap"]["name"] == "dagster-instance"
 
     env = {var["name"]: var for var in container["env"]}
     assert {"secretRef": {"name": "feature-assets-source"}} in container["envFrom"]
@@ -226,7 +239,7 @@ def test_instance_values_are_valid_dagster_instance_config(gcs_bucket):
         },
     }
     with instance_for_test(overrides=overrides) as instance:
-        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 20
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 15
         assert (
             instance.run_retries_enabled and not instance.run_retries_retry_on_asset_or_op_failure
         )
@@ -255,3 +268,23 @@ def test_every_values_key_is_a_key_of_the_chart():
     assert _unknown_keys(VALUES, known) == []
     # the check itself notices a key the chart does not have
     assert _unknown_keys({"runLauncher": {"config": {"k8sRunLauncher": {"podSpec": {}}}}}, known)
+
+
+def test_runs_at_once_are_what_the_spot_pool_holds():
+    """maxConcurrentRuns, the scripts' Spot pool and `feature-assets plan` agree: nodes x the
+    run pods a node's allocatable CPU and memory hold."""
+    defaults = dict(re.findall(r'^(\w+)="\$\{\1:-([^}]*)\}"', COMMON_SH.read_text(), re.M))
+    machine, nodes = defaults["SPOT_MACHINE"], int(defaults["SPOT_MAX_NODES"])
+    requests = VALUES["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]["containerConfig"][
+        "resources"
+    ]["requests"]
+    memory_gb = int(requests["memory"].removesuffix("Gi"))
+    per_node = pods_per_node(MACHINES[machine], float(requests["cpu"]), memory_gb)
+    assert per_node == 3  # 4 vCPU nodes keep ~0.4 vCPU for GKE: three 1-vCPU pods, not four
+    runs_at_once = VALUES["concurrency"]["runs"]["maxConcurrentRuns"]
+    assert runs_at_once == nodes * per_node
+    cluster = Cluster()
+    assert (cluster.machine, cluster.max_concurrent_runs) == (machine, runs_at_once)
+    assert (cluster.vcpu_per_run, cluster.memory_per_run_gb) == (float(requests["cpu"]), memory_gb)
+    plan = estimate(3650, 30, 0.05, Cluster(vcpu_quota=nodes * MACHINES[machine].vcpus))
+    assert plan.concurrent_runs == runs_at_once and plan.nodes == nodes

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Creates (or completes) everything the GKE deployment needs, step by step, idempotently:
 # APIs, CPU-quota preflight, Artifact Registry, bucket, Cloud SQL (PostgreSQL) for the
-# Dagster instance, a zonal cluster without node auto-upgrade and with a maintenance
-# exclusion, a small on-demand system pool, a Spot pool for runs that scales from zero,
-# Workload Identity with read-write access to the bucket, the namespace and its secrets.
+# Dagster instance, a zonal cluster on a release channel whose minor and node upgrades are
+# held off by a maintenance exclusion until the version's end of support, a small on-demand
+# system pool, a Spot pool for runs that scales from zero, Workload Identity with read-write
+# access to the bucket, the namespace and its secrets.
 #
 #   PROJECT_ID=my-project deploy/gke/create-cluster.sh --dry-run   # print, change nothing
 #   PROJECT_ID=my-project deploy/gke/create-cluster.sh
@@ -18,7 +19,8 @@ IGNORE_QUOTA=0 ASSUME_EXISTS=0
 handle_option() { [[ "$1" == --ignore-quota ]] && IGNORE_QUOTA=1; }
 source "$(dirname "$0")/common.sh"
 
-EXCLUSION_DAYS="${EXCLUSION_DAYS:-30}"  # no upgrade of any kind starts in this window
+RELEASE_CHANNEL="${RELEASE_CHANNEL:-stable}"
+EXCLUSION="no-minor-or-node-upgrades"  # the maintenance exclusion that keeps backfills whole
 
 preflight_quota() {
   local machine_vcpus needed available
@@ -80,37 +82,48 @@ exists gcloud sql instances describe "$SQL_INSTANCE" --project "$PROJECT_ID" || 
     --password "$(secret DAGSTER_PG_PASSWORD)"
 }
 
-# No release channel, so node auto-upgrade can be off; the control plane still upgrades
-# itself, except inside the maintenance exclusion (renew it before a long backfill).
-exclusion_start="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-exclusion_end="$(date -u -d "+${EXCLUSION_DAYS} days" +%Y-%m-%dT%H:%M:%SZ)"
-if exists gcloud container clusters describe "$CLUSTER" --zone "$ZONE" --project "$PROJECT_ID"; then
-  run gcloud container clusters update "$CLUSTER" --zone "$ZONE" --project "$PROJECT_ID" \
-    --add-maintenance-exclusion-name "backfills-${exclusion_start:0:10}" \
-    --add-maintenance-exclusion-start "$exclusion_start" --add-maintenance-exclusion-end "$exclusion_end"
-else
+# A release channel (GKE's way now; "no channel" loses its last controls in 2027) with a
+# "no minor or node upgrades" exclusion until the version's end of support: nodes are never
+# upgraded or recreated under a running backfill, and the control plane takes only patches
+# (a zonal control plane is briefly unreachable then; runs already started go on). The
+# exclusion can only be added to an existing cluster; at end of support GKE upgrades, and a
+# re-run of this script adds the exclusion again for the new version.
+exists gcloud container clusters describe "$CLUSTER" --zone "$ZONE" --project "$PROJECT_ID" ||
   run gcloud container clusters create "$CLUSTER" --zone "$ZONE" --project "$PROJECT_ID" \
-    --release-channel None --no-enable-autoupgrade \
+    --release-channel "$RELEASE_CHANNEL" \
     --workload-pool "${PROJECT_ID}.svc.id.goog" \
-    --node-pool-name system --machine-type "$SYSTEM_MACHINE" --num-nodes 1 \
-    --add-maintenance-exclusion-name "backfills-${exclusion_start:0:10}" \
-    --add-maintenance-exclusion-start "$exclusion_start" --add-maintenance-exclusion-end "$exclusion_end"
+    --node-pool-name system --machine-type "$SYSTEM_MACHINE" --num-nodes 1
+exclusions() {
+  (( DRY_RUN )) && ! have_gcloud && return
+  gcloud container clusters describe "$CLUSTER" --zone "$ZONE" --project "$PROJECT_ID" \
+    --format 'value(maintenancePolicy.window.maintenanceExclusions)' 2>/dev/null || true
+}
+if [[ "$(exclusions)" != *"$EXCLUSION"* ]]; then
+  run gcloud container clusters update "$CLUSTER" --zone "$ZONE" --project "$PROJECT_ID" \
+    --add-maintenance-exclusion-name "$EXCLUSION" \
+    --add-maintenance-exclusion-scope no_minor_or_node_upgrades \
+    --add-maintenance-exclusion-until-end-of-support
 fi
 
 exists gcloud container node-pools describe spot-runs --cluster "$CLUSTER" --zone "$ZONE" --project "$PROJECT_ID" ||
   run gcloud container node-pools create spot-runs --cluster "$CLUSTER" --zone "$ZONE" \
     --project "$PROJECT_ID" --spot --machine-type "$SPOT_MACHINE" \
     --enable-autoscaling --num-nodes 0 --min-nodes 0 --max-nodes "$SPOT_MAX_NODES" \
-    --no-enable-autoupgrade --workload-metadata GKE_METADATA \
+    --workload-metadata GKE_METADATA \
     --node-taints cloud.google.com/gke-spot=true:NoSchedule
 
 # Workload Identity: the pods' Kubernetes service account acts as a Google one that may
-# read and write the bucket. No key file exists anywhere.
+# read, write and delete the bucket's objects (objectAdmin: every call a run makes, as
+# tests/test_gcs.py records them) and read the bucket's own metadata (legacyBucketReader:
+# storage.buckets.get, which pyarrow's GCS filesystem asks for when it makes or inspects a
+# "directory", as code beside ours may). Nothing project-wide; no key file exists.
 exists gcloud iam service-accounts describe "$GSA" --project "$PROJECT_ID" ||
   run gcloud iam service-accounts create feature-assets --project "$PROJECT_ID" \
     --display-name "feature_assets runs"
-run gcloud storage buckets add-iam-policy-binding "gs://${BUCKET}" \
-  --member "serviceAccount:${GSA}" --role roles/storage.objectAdmin --project "$PROJECT_ID"
+for role in roles/storage.objectAdmin roles/storage.legacyBucketReader; do
+  run gcloud storage buckets add-iam-policy-binding "gs://${BUCKET}" \
+    --member "serviceAccount:${GSA}" --role "$role" --project "$PROJECT_ID"
+done
 run gcloud iam service-accounts add-iam-policy-binding "$GSA" --project "$PROJECT_ID" \
   --role roles/iam.workloadIdentityUser \
   --member "serviceAccount:${PROJECT_ID}.svc.id.goog[${NAMESPACE}/dagster]"
