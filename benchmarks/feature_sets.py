@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 FIRST_DAY = dt.date(2015, 1, 1)
 START, END = "<!-- feature-sets:start -->", "<!-- feature-sets:end -->"
 sys.path.insert(0, str(REPO / "benchmarks"))
-from run import Sampler  # noqa: E402
+from run import Sampler, write_results  # noqa: E402
 
 # race_features before the feature-set framework: the "features" stage of B in RESULTS.md
 # (2026-11-28, ten years, 854,008 entries), the figure the built-in set must not exceed
@@ -184,15 +184,6 @@ def report(args, one: dict, two: dict, builtin: dict) -> str:
     )
 
 
-def write_results(path: Path, table: str) -> None:
-    text = path.read_text() if path.exists() else f"# Benchmark results\n\n{START}\n{END}\n"
-    if START not in text:
-        text += f"\n## Feature sets\n\n{START}\n{END}\n"
-    head, _, rest = text.partition(START)
-    _, _, tail = rest.partition(END)
-    path.write_text(f"{head}{START}\n{table}\n{END}{tail}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--days", type=int, default=60)
@@ -216,7 +207,7 @@ def main() -> None:
     builtin = run_measurement("builtin", args.builtin_days, args.races_per_day, 1, env)
     table = report(args, one, two, builtin)
     print(table)
-    write_results(args.out, table)
+    write_results(args.out, table, START, END, section="## Feature sets\n\n")
 
 
 if __name__ == "__main__":

@@ -491,11 +491,17 @@ def _memory_gb() -> float:
         return int(meminfo.readline().split()[1]) / 1024**2
 
 
-def write_results(path: Path, table: str) -> None:
-    text = path.read_text() if path.exists() else f"# Benchmark results\n\n{START}\n{END}\n"
-    head, _, rest = text.partition(START)
-    _, _, tail = rest.partition(END)
-    path.write_text(f"{head}{START}\n{table}\n{END}{tail}")
+def write_results(
+    path: Path, table: str, start: str = START, end: str = END, section: str = ""
+) -> None:
+    """Puts `table` between the `start` and `end` markers of `path`, keeping the text around
+    them; a file without them gets them at its end (under `section`, a heading)."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    if start not in text:
+        text += f"\n{section}{start}\n{end}\n"
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    path.write_text(f"{head}{start}\n{table}\n{end}{tail}")
 
 
 # -- main --------------------------------------------------------------------------------
