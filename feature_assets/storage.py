@@ -194,6 +194,9 @@ class DailyParquetStorage:
     ) -> list[str]:
         kept = []
         stale = self._stale_days(inputs)
+        # one listing per staging folder: a glob per day would read the whole folder (full of
+        # this write's own temporaries) once for every day, quadratic in the days written
+        staged_before = {table: self._temporaries_in(self._staging_dir(table)) for table in tables}
         for day in days:
             stored = self.snapshot_at(tables[0], day) if snapshot_at is not None else None
             if (stored is not None and stored > snapshot_at[day]) or day in stale:
@@ -203,18 +206,30 @@ class DailyParquetStorage:
                 path = self.day_path(table, day)
                 os.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
                 os.replace(staged.pop((table, day)), path)  # readers see the old or new day
-                self._remove_stale_temporaries(table, day)
+                day_folder = path.rsplit("/", 1)[0]
+                self._remove_stale(
+                    [*staged_before[table].get(day, []), *glob.glob(f"{day_folder}/.*.tmp")]
+                )
         return kept
 
-    def _remove_stale_temporaries(self, table: str, day: str) -> None:
-        """Temporary files of this day left by a killed writer (older than any live write)."""
+    @staticmethod
+    def _temporaries_in(folder: str) -> dict[str, list[str]]:
+        """The staging folder's temporaries (`<day>.<id>.tmp`) by day."""
+        by_day: dict[str, list[str]] = {}
+        with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.endswith(".tmp"):
+                    by_day.setdefault(entry.name.split(".", 1)[0], []).append(entry.path)
+        return by_day
+
+    @staticmethod
+    def _remove_stale(temporaries: list[str]) -> None:
+        """Those of `temporaries` a killed writer left (older than any live write)."""
         horizon = time.time() - STALE_TEMPORARY_SECONDS
-        folders = [self._staging_dir(table), self.day_path(table, day).rsplit("/", 1)[0]]
-        for pattern in (f"{folders[0]}/{day}.*.tmp", f"{folders[1]}/.*.tmp"):
-            for leftover in glob.glob(pattern):
-                with contextlib.suppress(FileNotFoundError):
-                    if os.path.getmtime(leftover) < horizon:
-                        os.unlink(leftover)
+        for leftover in temporaries:
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.getmtime(leftover) < horizon:
+                    os.unlink(leftover)
 
     def _stale_days(self, inputs: ReadInputs | None) -> set[str]:
         """The output days computed from an input day that has been replaced since."""
