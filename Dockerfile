@@ -10,6 +10,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# LightGBM's wheel links the system's OpenMP runtime (libgomp), which slim images lack
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 COPY deploy/requirements.lock /app/deploy/requirements.lock
 # every file checked against the lock's SHA-256 (the hashes are those of the x86_64 wheels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pandas as pd
 from dagster import ConfigurableIOManager, ConfigurableResource, EnvVar, InputContext, OutputContext
@@ -92,6 +93,32 @@ class DailyParquetIOManager(ConfigurableIOManager):
             raise MissingDaysError(f"{err}\nto fix: {fix}", err.table, err.days) from None
 
 
+class TrainingStorage(ConfigurableResource):
+    """Where training reads and writes: the Parquet lake (`storage_url`) and the Optuna
+    studies' database (`optuna_url`, a secret when it holds a password: given as
+    `EnvVar("FEATURE_ASSETS_OPTUNA_URL")`, never stored or shown by Dagster)."""
+
+    storage_url: str
+    optuna_url: str
+    heartbeat_seconds: int = 30
+
+    @property
+    def lake(self) -> DailyParquetStorage:
+        return DailyParquetStorage(self.storage_url)
+
+    def studies(self):
+        from feature_assets.training.search import open_storage
+
+        return open_storage(self.optuna_url, self.heartbeat_seconds)
+
+    def has_studies(self) -> bool:
+        """False while the default SQLite file does not exist (nothing was ever tuned):
+        looking must not create it."""
+        if not self.optuna_url.startswith("sqlite:///"):
+            return True
+        return Path(self.optuna_url.removeprefix("sqlite:///")).exists()
+
+
 def build_resources() -> dict[str, object]:
     # EnvVar keeps the URL (and its password) out of run config, the UI and the event log.
     source_url = (
@@ -102,4 +129,11 @@ def build_resources() -> dict[str, object]:
     return {
         "source": SourceDatabase(url=source_url),
         "io_manager": DailyParquetIOManager(base_url=settings.storage_url()),
+        "training": TrainingStorage(
+            storage_url=settings.storage_url(),
+            optuna_url=EnvVar("FEATURE_ASSETS_OPTUNA_URL")
+            if settings.optuna_url_is_set()
+            else settings.default_optuna_url(),
+            heartbeat_seconds=settings.trial_heartbeat_seconds(),
+        ),
     }

@@ -24,6 +24,16 @@ unset: the embedded default keeps all its state beside the local Dagster instanc
   the process may use (its affinity, capped by a cgroup CPU limit: a pod's limit).
 - FEATURE_ASSETS_AUTOMATION: `on` starts the daily schedule and the correction sensor as
   soon as a daemon loads the code (production); default off, switched on in the UI.
+- FEATURE_ASSETS_TRAIN_START, _TRAIN_END: the days (YYYY-MM-DD) the training data covers;
+  default the first and the last day stored by any feature set.
+- FEATURE_ASSETS_VALIDATION_DAYS, _TEST_DAYS: calendar days at the end of that window held
+  out, the test period last and validation before it; default 365 each (ten years: eight
+  years to learn from, a year to tune on, a year to judge the model once).
+- FEATURE_ASSETS_OPTUNA_URL: the database (SQLAlchemy URL, a secret when it holds a password)
+  of the Optuna studies; default `sqlite:///$DAGSTER_HOME/optuna.sqlite` (beside the local
+  instance). On GKE the Cloud SQL PostgreSQL, from a Kubernetes secret.
+- FEATURE_ASSETS_TRIAL_HEARTBEAT: seconds between a running trial's heartbeats; a trial
+  silent for three of them (its worker died) is failed and run again; default 30.
 
 `check_configuration()` runs when the code location loads: a bad value stops the load with
 one error naming every bad variable, before any run exists, rather than failing each day of
@@ -87,6 +97,9 @@ def check_configuration() -> None:
         automation_on,
         read_limits,
         workers,
+        training_window,
+        held_out_days,
+        trial_heartbeat_seconds,
         _check_storage,
     )
     for check in checks:
@@ -224,3 +237,56 @@ def workers() -> int:
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"FEATURE_ASSETS_WORKERS must be a positive whole number, got {value!r}")
     return int(value)
+
+
+def _optional_date(variable: str) -> dt.date | None:
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{variable} must be a date like 2024-01-01, got {value!r}") from None
+
+
+def training_window() -> tuple[dt.date | None, dt.date | None]:
+    """(first, last) day of the training data; None where the stored days decide."""
+    first = _optional_date("FEATURE_ASSETS_TRAIN_START")
+    last = _optional_date("FEATURE_ASSETS_TRAIN_END")
+    if first and last and first > last:
+        raise ValueError(
+            f"FEATURE_ASSETS_TRAIN_START {first} lies after FEATURE_ASSETS_TRAIN_END {last}"
+        )
+    return first, last
+
+
+def _positive(variable: str, default: int) -> int:
+    value = os.environ.get(variable, "").strip() or str(default)
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{variable} must be a positive whole number, got {value!r}")
+    return int(value)
+
+
+def held_out_days() -> tuple[int, int]:
+    """(validation days, test days) at the end of the training window."""
+    return (
+        _positive("FEATURE_ASSETS_VALIDATION_DAYS", 365),
+        _positive("FEATURE_ASSETS_TEST_DAYS", 365),
+    )
+
+
+def optuna_url_is_set() -> bool:
+    return bool(os.environ.get("FEATURE_ASSETS_OPTUNA_URL"))
+
+
+def default_optuna_url() -> str:
+    home = os.environ.get("DAGSTER_HOME") or str(REPO_ROOT / "dagster_home")
+    return f"sqlite:///{Path(home).resolve() / 'optuna.sqlite'}"
+
+
+def optuna_url() -> str:
+    return os.environ.get("FEATURE_ASSETS_OPTUNA_URL") or default_optuna_url()
+
+
+def trial_heartbeat_seconds() -> int:
+    return _positive("FEATURE_ASSETS_TRIAL_HEARTBEAT", 30)

@@ -290,6 +290,45 @@ class DailyParquetStorage:
         ]
         return ds.dataset(files, filesystem=self.filesystem, format="parquet").count_rows()
 
+    def stored_days(self, table: str) -> list[str]:
+        """The days of `table` that have a day file, sorted."""
+        selector = pafs.FileSelector(self.table_path(table), recursive=True, allow_not_found=True)
+        return sorted(
+            _day_of(info.path)
+            for info in self.filesystem.get_file_info(selector)
+            if info.is_file and info.base_name == FILE_NAME and f"{PARTITION_COLUMN}=" in info.path
+        )
+
+    def write_file(self, path: str, data: bytes) -> str:
+        """Stores `data` at `path` under the root, replacing it at once (readers see the old
+        or the new file); returns the full path."""
+        target = f"{self.root.rstrip('/')}/{path}"
+        if not self.is_local:  # an object appears once its upload completes
+            with self.filesystem.open_output_stream(target) as stream:
+                stream.write(data)
+            return target
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        temporary = f"{os.path.dirname(target)}/.{os.path.basename(target)}.{uuid.uuid4().hex}.tmp"
+        try:
+            with open(temporary, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+        return target
+
+    def read_file(self, path: str) -> bytes:
+        """The bytes stored at `path` under the root; FileNotFoundError naming it if absent."""
+        target = f"{self.root.rstrip('/')}/{path}"
+        try:
+            with self.filesystem.open_input_stream(target) as stream:
+                return stream.read()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"nothing stored at {target}") from None
+
     def read_days(
         self, table: str, days: Sequence[str], schema: pa.Schema | None = None
     ) -> pd.DataFrame:

@@ -175,3 +175,61 @@ def gcs_emulator(tmp_path_factory):
 def gcs_bucket(gcs_emulator):
     """A new, empty bucket on the emulator."""
     return gcs_emulator.create_bucket(f"fa-test-{uuid.uuid4().hex[:12]}")
+
+
+LAKE_DAYS = 150
+HELD_OUT = {"FEATURE_ASSETS_VALIDATION_DAYS": "20", "FEATURE_ASSETS_TEST_DAYS": "20"}
+
+
+@pytest.fixture
+def held_out_periods(monkeypatch):
+    """Validation and test periods that fit in the feature lake's days."""
+    for name, value in HELD_OUT.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(scope="session")
+def feature_lake(mysql_server, tmp_path_factory):
+    """150 days (12 races a day, a few invalid) from MariaDB, every feature set materialised
+    for the training tests; yields (storage path, the generated data)."""
+    from dagster import instance_for_test, materialize
+
+    from feature_assets.assets.feature_sets import feature_set_asset
+    from feature_assets.assets.raw import raw_snapshot
+    from feature_assets.feature_sets import registered_sets
+    from feature_assets.resources import DailyParquetIOManager, SourceDatabase
+
+    generated = demo.generate(FIRST_DAY, days=LAKE_DAYS, races_per_day=12, invalid_races=4, seed=5)
+    storage = str(tmp_path_factory.mktemp("lake") / "parquet")
+    assets = [raw_snapshot, *(feature_set_asset(s) for s in registered_sets())]
+    last = (FIRST_DAY + dt.timedelta(days=LAKE_DAYS - 1)).isoformat()
+    with fresh_mysql_database(mysql_server) as url, instance_for_test() as instance:
+        demo.load(url, generated)
+        result = materialize(
+            assets,
+            tags={
+                "dagster/asset_partition_range_start": FIRST_DAY.isoformat(),
+                "dagster/asset_partition_range_end": last,
+            },
+            instance=instance,
+            resources={
+                "source": SourceDatabase(url=url),
+                "io_manager": DailyParquetIOManager(base_url=storage),
+            },
+            raise_on_error=False,
+        )
+        assert not result.success  # the invalid days fail, on purpose
+    yield storage, generated
+
+
+def materialize_training_data(storage: str, instance):
+    """The training_data asset over `storage`, on `instance`."""
+    from dagster import materialize
+
+    from feature_assets.assets.training import training_data
+    from feature_assets.resources import TrainingStorage
+
+    training = TrainingStorage(storage_url=storage, optuna_url="sqlite://")
+    return materialize(
+        [training_data], instance=instance, resources={"training": training}, raise_on_error=False
+    )

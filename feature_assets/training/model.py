@@ -1,0 +1,163 @@
+"""The LightGBM win model: its search space, training with early stopping, and the metrics
+a bettor looks at first.
+
+Training is deterministic for given parameters, data, seed and thread count (LightGBM's
+`deterministic` with row-wise histograms), so the model asset can be rebuilt bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.metrics import log_loss, roc_auc_score
+
+from feature_assets.training.data import LABEL, ODDS
+
+METRIC = "binary_logloss"
+MAX_ROUNDS = 2000
+EARLY_STOPPING_ROUNDS = 50  # rounds without a better validation log loss before stopping
+VALIDATION = "validation"
+
+
+def fixed_params(threads: int, seed: int) -> dict:
+    return {
+        "objective": "binary",
+        "metric": METRIC,
+        "verbosity": -1,
+        "num_threads": threads,
+        "seed": seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "feature_pre_filter": False,  # min_child_samples varies between trials of one Dataset
+        "bagging_freq": 1,
+    }
+
+
+def suggest_params(trial) -> dict:
+    """The search space of an Optuna trial (the usual ranges for a binary GBDT)."""
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 7, 255, log=True),
+        "min_child_samples": trial.suggest_int("min_child_samples", 5, 400, log=True),
+        "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
+        "bagging_fraction": trial.suggest_float("bagging_fraction", 0.4, 1.0),
+        "lambda_l2": trial.suggest_float("lambda_l2", 1e-8, 10.0, log=True),
+    }
+
+
+def feature_matrix(rows: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
+    """The features as LightGBM takes them: numbers as float64 (NULL as NaN), flags as 0/1,
+    text as categories."""
+    columns = {}
+    for name in features:
+        values = rows[name]
+        if isinstance(values.dtype, pd.StringDtype) or values.dtype == object:
+            columns[name] = values.astype("category")
+        else:
+            columns[name] = values.astype("float64")
+    return pd.DataFrame(columns, index=rows.index)
+
+
+def dataset(rows: pd.DataFrame, features: Sequence[str], reference=None) -> lgb.Dataset:
+    return lgb.Dataset(
+        feature_matrix(rows, features),
+        label=rows[LABEL].astype(int).to_numpy(),
+        reference=reference,
+        free_raw_data=False,
+    )
+
+
+def fit(
+    params: dict,
+    train: lgb.Dataset,
+    validation: lgb.Dataset | None = None,
+    rounds: int = MAX_ROUNDS,
+    callbacks: Sequence = (),
+) -> lgb.Booster:
+    """Trains; with `validation`, stops once its log loss has not improved for
+    EARLY_STOPPING_ROUNDS rounds (the booster's `best_iteration`)."""
+    if validation is None:
+        return lgb.train(params, train, num_boost_round=rounds)
+    return lgb.train(
+        params,
+        train,
+        num_boost_round=rounds,
+        valid_sets=[validation],
+        valid_names=[VALIDATION],
+        callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False), *callbacks],
+    )
+
+
+def evaluate(booster: lgb.Booster, rows: pd.DataFrame, features: Sequence[str]) -> dict:
+    """Log loss and AUC of the entries; per race, how often the model's top pick and the
+    market favourite (lowest odds) win, and the return of one unit staked on each race's
+    pick at its final odds, as net return per unit (0 = break even, -0.25 = a quarter lost;
+    races whose pick has no odds are not bet)."""
+    predicted = booster.predict(
+        feature_matrix(rows, features), num_iteration=booster.best_iteration or None
+    )
+    won = rows[LABEL].to_numpy(dtype=bool)
+    scored = pd.DataFrame(
+        {
+            "race_id": rows["race_id"].to_numpy(),
+            "p": predicted,
+            "won": won,
+            "odds": rows[ODDS].to_numpy(dtype="float64", na_value=np.nan),
+        }
+    )
+    picks = scored.loc[scored.groupby("race_id")["p"].idxmax()]
+    with_odds = scored.dropna(subset=["odds"])
+    favourites = with_odds.loc[with_odds.groupby("race_id")["odds"].idxmin()]
+    bets = picks.dropna(subset=["odds"])
+    payout = float((bets["odds"] * bets["won"]).sum())
+    return {
+        "log_loss": float(log_loss(won, predicted, labels=[False, True])),
+        "auc": float(roc_auc_score(won, predicted)),
+        "races": int(len(picks)),
+        "top_pick_hit_rate": float(picks["won"].mean()),
+        "favourite_hit_rate": float(favourites["won"].mean()),
+        "flat_stake_bets": int(len(bets)),
+        "flat_stake_return": payout / len(bets) - 1 if len(bets) else float("nan"),
+    }
+
+
+@dataclasses.dataclass
+class FinalModel:
+    booster: lgb.Booster
+    rounds: int
+    validation: dict  # metrics of the same parameters trained on the training period only
+    test: dict  # metrics of the final model, trained on training + validation
+
+
+def train_final(
+    table: pd.DataFrame, features: Sequence[str], params: dict, threads: int, seed: int
+) -> FinalModel:
+    """The parameters trained on the training period with early stopping on validation
+    (its rounds and validation metrics), then on training + validation for that many
+    rounds, evaluated once on the test period."""
+    params = {**fixed_params(threads, seed), **params}
+    train = table[table["split"] == "train"]
+    validation = table[table["split"] == "validation"]
+    train_set = dataset(train, features)
+    tuned = fit(params, train_set, dataset(validation, features, reference=train_set))
+    rounds = tuned.best_iteration or MAX_ROUNDS
+    learnt_from = table[table["split"] != "test"]
+    final = fit(params, dataset(learnt_from, features), rounds=rounds)
+    return FinalModel(
+        booster=final,
+        rounds=rounds,
+        validation=evaluate(tuned, validation, features),
+        test=evaluate(final, table[table["split"] == "test"], features),
+    )
+
+
+def importances(booster: lgb.Booster, top: int = 15) -> list[tuple[str, float]]:
+    """The `top` features by total gain, as (name, share of all gain)."""
+    gain = booster.feature_importance(importance_type="gain")
+    total = float(gain.sum()) or 1.0
+    ranked = sorted(zip(booster.feature_name(), gain, strict=True), key=lambda item: -item[1])
+    return [(name, float(value) / total) for name, value in ranked[:top]]

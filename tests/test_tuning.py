@@ -1,0 +1,122 @@
+"""An Optuna search shared by worker processes, its study in a real PostgreSQL database.
+
+The workers are real processes; one is killed with SIGKILL in the middle of a trial, as a
+Spot node's pod is. The training data is features materialised from real MariaDB (the
+`features` fixture of test_training).
+"""
+
+import multiprocessing
+import os
+import signal
+import time
+import uuid
+
+import optuna
+import pytest
+from dagster import instance_for_test
+from optuna.trial import TrialState
+
+from feature_assets.storage import DailyParquetStorage
+from feature_assets.training import data, model, search
+from tests.conftest import materialize_training_data
+
+pytestmark = pytest.mark.usefixtures("held_out_periods")
+
+
+@pytest.fixture
+def optuna_url(postgres_database):
+    db = postgres_database
+    return f"postgresql://{db['username']}@{db['hostname']}:{db['port']}/{db['db_name']}"
+
+
+@pytest.fixture
+def training_table(feature_lake):
+    storage, _ = feature_lake
+    with instance_for_test() as instance:
+        assert materialize_training_data(storage, instance).success
+    return storage, data.lineage_of(DailyParquetStorage(storage))["training_data"]
+
+
+def _worker(optuna_url, study, storage, heartbeat, seconds_before_training):
+    """A worker as the tuning op runs it, optionally slowed so a test can catch it mid-trial."""
+    table, lineage = data.load(DailyParquetStorage(storage))
+    features = lineage["features"]
+    train = model.dataset(table[table["split"] == "train"], features)
+    validation = model.dataset(table[table["split"] == "validation"], features, reference=train)
+    worker = f"pid-{os.getpid()}"
+    objective = search.win_objective(train, validation, 1, 7, worker)
+
+    def slowed(trial):
+        model.suggest_params(trial)  # the parameters first, as the real objective does
+        trial.set_user_attr("worker", worker)
+        time.sleep(seconds_before_training)
+        return objective(trial)
+
+    search.run_trials(search.open_storage(optuna_url, heartbeat), study, slowed, heartbeat)
+
+
+def _start_workers(count, *args):
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_worker, args=args) for _ in range(count)]
+    for worker in workers:
+        worker.start()
+    return workers
+
+
+def _trials(optuna_url, study):
+    storage = search.open_storage(optuna_url, 1)
+    return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+
+
+def test_two_workers_share_one_study_and_finish_exactly_n_trials(training_table, optuna_url):
+    storage, training_id = training_table
+    name = f"s-{uuid.uuid4().hex[:6]}"
+    search.start_search(search.open_storage(optuna_url, 5), name, 9, 2, training_id)
+    workers = _start_workers(2, optuna_url, name, storage, 5, 0.0)
+    for worker in workers:
+        worker.join(300)
+        assert worker.exitcode == 0
+
+    trials = _trials(optuna_url, name)
+    assert len(trials) == 9  # none created beyond the queue, however the workers raced
+    assert all(t.state in search.FINISHED for t in trials)
+    assert sum(t.state == TrialState.COMPLETE for t in trials) >= 1
+    by_worker = {t.user_attrs["worker"] for t in trials}
+    assert by_worker == {f"pid-{w.pid}" for w in workers}  # both took trials
+    for trial in trials:
+        if trial.state == TrialState.COMPLETE:
+            assert 0 < trial.value < 1 and trial.user_attrs["best_iteration"] >= 1
+
+
+def test_a_worker_killed_mid_trial_costs_no_trial(training_table, optuna_url):
+    storage, training_id = training_table
+    name = f"s-{uuid.uuid4().hex[:6]}"
+    trials_asked = 6
+    search.start_search(search.open_storage(optuna_url, 1), name, trials_asked, 2, training_id)
+    doomed, survivor = _start_workers(2, optuna_url, name, storage, 1, 1.5)
+
+    deadline = time.monotonic() + 120
+    while True:  # a trial of the doomed worker that is under way
+        running = [
+            t
+            for t in _trials(optuna_url, name)
+            if t.state == TrialState.RUNNING and t.user_attrs.get("worker") == f"pid-{doomed.pid}"
+        ]
+        if running:
+            break
+        assert time.monotonic() < deadline, "the worker never ran a trial"
+        time.sleep(0.05)
+    os.kill(doomed.pid, signal.SIGKILL)
+    doomed.join(10)
+    [killed] = running
+    survivor.join(300)
+    assert survivor.exitcode == 0
+
+    trials = {t.number: t for t in _trials(optuna_url, name)}
+    assert trials[killed.number].state == TrialState.FAIL  # not left "running"
+    finished = [t for t in trials.values() if t.state in search.FINISHED]
+    assert len(finished) == trials_asked
+    [retry] = [t for t in finished if t.system_attrs.get("failed_trial") == killed.number]
+    assert retry.params == trials[killed.number].params  # the same trial, run again
+    assert retry.user_attrs["worker"] == f"pid-{survivor.pid}"
+    assert not [t for t in trials.values() if t.state in (TrialState.RUNNING, TrialState.WAITING)]
