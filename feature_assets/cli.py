@@ -395,6 +395,7 @@ def tune(trials: int, parallel: int, study: str | None, wait: bool) -> None:
         started = search.start_search(
             training.studies(), name, trials, parallel, lineage["training_data"]
         )
+        finished_before = sum(search.counts(started)[s] for s in ("COMPLETE", "PRUNED"))
     except (data.TrainingDataError, search.SearchError) as err:
         raise click.ClickException(str(err)) from None
     instance = _instance()
@@ -406,12 +407,19 @@ def tune(trials: int, parallel: int, study: str | None, wait: bool) -> None:
     if wait:
         counts = _follow_search(started, settings.trial_heartbeat_seconds())
         finished = counts["COMPLETE"] + counts["PRUNED"]
-        click.echo(
-            f"best validation log loss {started.best_value:.5f} (trial"
-            f" {started.best_trial.number}); next: dagster asset materialize -m"
-            " feature_assets.definitions --select win_model"
-        )
-        sys.exit(0 if finished >= trials else 1)
+        if counts["COMPLETE"]:
+            click.echo(
+                f"best validation log loss {started.best_value:.5f} (trial"
+                f" {started.best_trial.number}); next: dagster asset materialize -m"
+                " feature_assets.definitions --select win_model"
+            )
+        if finished < finished_before + trials:
+            click.echo(
+                f"only {finished - finished_before} of {trials} trial(s) finished; the"
+                " tuning runs' logs say why",
+                err=True,
+            )
+            sys.exit(1)
 
 
 def _follow_search(study, heartbeat: int) -> dict[str, int]:

@@ -7,18 +7,24 @@ Spot node's pod is. The training data is features materialised from real MariaDB
 
 import multiprocessing
 import os
+import shutil
 import signal
+import subprocess
 import time
 import uuid
 
 import optuna
 import pytest
-from dagster import instance_for_test
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter, instance_for_test
 from optuna.trial import TrialState
 
+from feature_assets.assets.training import STUDY_TAG, TUNE_JOB
+from feature_assets.feature_sets import registered_sets
 from feature_assets.storage import DailyParquetStorage
 from feature_assets.training import data, model, search
-from tests.conftest import materialize_training_data
+from tests.conftest import HELD_OUT, materialize_training_data
+from tests.test_commands import REPO, _environment
+from tests.test_daemon import _wait_for, dagster_dev
 
 pytestmark = pytest.mark.usefixtures("held_out_periods")
 
@@ -120,3 +126,85 @@ def test_a_worker_killed_mid_trial_costs_no_trial(training_table, optuna_url):
     assert retry.params == trials[killed.number].params  # the same trial, run again
     assert retry.user_attrs["worker"] == f"pid-{survivor.pid}"
     assert not [t for t in trials.values() if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def _dagster(env, *args, timeout=600):
+    return subprocess.run(
+        ["dagster", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_tune_then_model_as_a_new_user_would(feature_lake, optuna_url, tmp_path):
+    """`feature-assets tune --parallel 2` with a running daemon: two Dagster runs share one
+    study in PostgreSQL; then `win_model` is materialised, twice, to the same model."""
+    storage, _ = feature_lake
+    lake = tmp_path / "parquet"
+    shutil.copytree(storage, lake)
+    env = _environment(
+        tmp_path,
+        FEATURE_ASSETS_STORAGE_URL=str(lake),
+        FEATURE_ASSETS_OPTUNA_URL=optuna_url,
+        FEATURE_ASSETS_TRIAL_HEARTBEAT="2",
+        **HELD_OUT,
+    )
+    select = ["asset", "materialize", "-m", "feature_assets.definitions", "--select"]
+    done = _dagster(env, *select, "training_data")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    with dagster_dev(env, tmp_path / "dagster-dev.log") as instance:
+        tune = subprocess.run(
+            ["feature-assets", "tune", "--trials", "6", "--parallel", "2", "--study", "first"]
+            + ["--wait"],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert tune.returncode == 0, tune.stderr[-3000:] + tune.stdout
+        assert "best validation log loss" in tune.stdout
+        _wait_for(
+            lambda: all(
+                r.is_finished
+                for r in instance.get_runs(RunsFilter(job_name=TUNE_JOB, tags={STUDY_TAG: "first"}))
+            ),
+            60,
+            "the tuning runs",
+        )
+        runs = instance.get_runs(RunsFilter(job_name=TUNE_JOB, tags={STUDY_TAG: "first"}))
+        assert len(runs) == 2 and {r.status for r in runs} == {DagsterRunStatus.SUCCESS}
+
+    trials = _trials(optuna_url, "first")
+    assert len(trials) == 6 and all(t.state in search.FINISHED for t in trials)
+    assert {t.user_attrs["worker"] for t in trials} <= {r.run_id for r in runs}
+    assert len({t.user_attrs["worker"] for t in trials}) >= 2  # the runs shared the study
+
+    for _ in range(2):
+        done = _dagster(env, *select, "win_model")
+        assert done.returncode == 0, done.stderr[-3000:]
+    os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
+    try:
+        with DagsterInstance.get() as instance:
+            records = instance.fetch_materializations(AssetKey("win_model"), limit=2).records
+            metadata = [r.asset_materialization.metadata for r in records]
+    finally:
+        os.environ.pop("DAGSTER_HOME")
+    digests = {m["model_sha256"].value for m in metadata}
+    assert len(digests) == 1  # the same model, bit for bit, from the same study and seed
+    latest = metadata[0]
+    for period in ("validation", "test"):
+        for name in ("log_loss", "auc", "top_pick_hit_rate", "favourite_hit_rate"):
+            value = latest[f"{period}_{name}"].value
+            assert isinstance(value, float) and 0 < value < 1, (period, name, value)
+        assert isinstance(latest[f"{period}_flat_stake_return"].value, float)
+    importance = latest["feature_importance"].value.records
+    assert importance and all(0 <= r.data["gain_share"] <= 1 for r in importance)
+    for plot in ("search_history", "parameter_importance"):
+        assert latest[plot].value.startswith("![")
+        assert "data:image/png;base64," in latest[plot].value
+    lineage = latest["lineage"].value
+    assert set(lineage["sets"]) == {s.name for s in registered_sets()}
+    train_end = lineage["splits"]["train"].split("...")[1]
+    test_start = lineage["splits"]["test"].split("...")[0]
+    assert train_end < lineage["splits"]["validation"].split("...")[0] <= test_start
+    assert latest["study"].value == "first" and latest["trials_finished"].value == 6
