@@ -494,7 +494,7 @@ def check_leakage_command(set_name: str, sample: int) -> None:
 
 
 @main.command()
-@click.option("--days", type=click.IntRange(min=1), required=True, help="Days to backfill.")
+@click.option("--days", type=click.IntRange(min=1), help="Days to backfill.")
 @click.option(
     "--seconds-per-day",
     type=click.FloatRange(min=0, min_open=True),
@@ -530,8 +530,16 @@ def check_leakage_command(set_name: str, sample: int) -> None:
     show_default=True,
     help="With --set/--seconds-per-race: the wall time to reach.",
 )
+@click.option("--trials", type=click.IntRange(min=1), help="Plan a search of this many trials.")
+@click.option(
+    "--seconds-per-trial",
+    type=click.FloatRange(min=0, min_open=True),
+    help="With --trials: seconds of one trial (default: measured in --study).",
+)
+@click.option("--study", help="With --trials: the study whose finished trials give the time.")
+@click.option("--parallel", type=click.IntRange(min=1), default=15, show_default=True)
 def plan(
-    days: int,
+    days: int | None,
     seconds_per_day: float | None,
     from_history: bool,
     days_per_run: int | None,
@@ -539,14 +547,25 @@ def plan(
     seconds_per_race: float | None,
     races_per_day: float,
     target_minutes: float,
+    trials: int | None,
+    seconds_per_trial: float | None,
+    study: str | None,
+    parallel: int,
     **cluster_options,
 ) -> None:
     """Estimate runs, pods, vCPU, nodes, wall time and cost of a backfill on GKE.
+
+    With --trials: a hyperparameter search (feature-assets tune) on --parallel pods.
 
     With --set or --seconds-per-race: a feature set's CPU-heavy backfill, planned to end
     within --target-minutes at the lowest cost within --vcpu-quota; when the quota cannot
     reach it, the fastest plan within it and the quota to request.
     """
+    if trials:
+        _plan_search(trials, seconds_per_trial, study, parallel, cluster_options)
+        return
+    if days is None:
+        raise click.UsageError("give --days (a backfill) or --trials (a search)")
     if set_name or seconds_per_race:
         _plan_feature_set(
             days, set_name, seconds_per_race, races_per_day, target_minutes, cluster_options
@@ -580,6 +599,32 @@ def plan(
                 f"{choice:>12} {other.runs:>6} {other.wall_seconds / 60:>10.1f}"
                 f" {other.cost_usd:>8.2f}{mark}"
             )
+
+
+def _plan_search(trials, seconds_per_trial, study, parallel, options) -> None:
+    from feature_assets.planning import estimate_search, measured_seconds_per_trial
+
+    source = "given"
+    if seconds_per_trial is None:
+        if not study:
+            raise click.UsageError("--trials: give --seconds-per-trial or --study")
+        import optuna
+
+        from feature_assets.training.search import open_storage
+
+        storage = open_storage(settings.optuna_url(), settings.trial_heartbeat_seconds())
+        try:
+            measured = optuna.load_study(study_name=study, storage=storage)
+        except KeyError:
+            raise click.BadParameter(f"no study named {study!r}", param_hint="--study") from None
+        seconds_per_trial = measured_seconds_per_trial(measured)
+        if seconds_per_trial is None:
+            raise click.UsageError(f"study {study} has no finished trial yet")
+        source = f"measured in study {study} (one CPU a trial)"
+    chosen = estimate_search(trials, seconds_per_trial, parallel, Cluster(**options))
+    click.echo(chosen.describe())
+    click.echo(f"(seconds per trial {source})")
+    click.echo(f"then: feature-assets tune --trials {trials} --parallel {chosen.workers}")
 
 
 def _plan_feature_set(days, set_name, seconds_per_race, races_per_day, target_minutes, options):

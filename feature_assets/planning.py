@@ -338,3 +338,67 @@ def measured_seconds_per_race(instance: DagsterInstance, set_name: str, limit: i
         if (entry := record.asset_materialization.metadata.get("seconds_per_race")) is not None
     ]
     return statistics.median(values) if values else None
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchPlan:
+    trials: int
+    workers: int
+    nodes: int
+    seconds_per_trial: float
+    wall_seconds: float
+    cost_usd: float
+    limited_by: str | None  # what kept the workers below those asked for
+
+    def describe(self) -> str:
+        limited = f" (limited by {self.limited_by})" if self.limited_by else ""
+        return "\n".join(
+            [
+                f"trials              {self.trials:,}",
+                f"worker runs (pods)  {self.workers}{limited}",
+                f"nodes at peak       {self.nodes}",
+                f"seconds per trial   {self.seconds_per_trial:,.1f}",
+                f"wall time           {self.wall_seconds / 60:,.1f} min",
+                f"cost                ${self.cost_usd:.2f}",
+            ]
+        )
+
+
+def estimate_search(
+    trials: int, seconds_per_trial: float, parallel: int, cluster: Cluster
+) -> SearchPlan:
+    """A search of `trials` trials on `parallel` worker pods of one trial at a time: the
+    pods run at once as far as the run limit and the quota allow, each takes the next
+    waiting trial, so the wall time is the waves of trials after the nodes' start."""
+    machine = MACHINES[cluster.machine]
+    per_node = max(1, pods_per_node(machine, cluster.vcpu_per_run, cluster.memory_per_run_gb))
+    by_quota = int(cluster.vcpu_quota // machine.vcpus) * per_node
+    limits = {"the asked workers": parallel, "the trials": trials}
+    limits["maxConcurrentRuns"] = cluster.max_concurrent_runs
+    limits["the vCPU quota"] = max(1, by_quota)
+    workers = min(limits.values())
+    limited_by = next((why for why, n in limits.items() if n == workers), None)
+    working = cluster.pod_start + math.ceil(trials / workers) * seconds_per_trial
+    wall = cluster.scale_up + working
+    price = machine.spot_per_hour if cluster.spot else machine.on_demand_per_hour
+    nodes = math.ceil(workers / per_node)
+    always_on = MACHINES[SYSTEM_MACHINE].on_demand_per_hour + CLOUD_SQL_PER_HOUR
+    return SearchPlan(
+        trials=trials,
+        workers=workers,
+        nodes=nodes,
+        seconds_per_trial=seconds_per_trial,
+        wall_seconds=wall,
+        cost_usd=nodes * working / 3600 * price + always_on * wall / 3600,
+        limited_by=None if limited_by == "the asked workers" else limited_by,
+    )
+
+
+def measured_seconds_per_trial(study) -> float | None:
+    """The mean duration of a study's finished trials (complete or pruned)."""
+    durations = [
+        (t.datetime_complete - t.datetime_start).total_seconds()
+        for t in study.get_trials(deepcopy=False)
+        if t.state.is_finished() and t.state.name != "FAIL" and t.datetime_start
+    ]
+    return sum(durations) / len(durations) if durations else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -109,6 +110,12 @@ class TrainingStorage(ConfigurableResource):
     def studies(self):
         from feature_assets.training.search import open_storage
 
+        if self.optuna_url.startswith("sqlite") and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            # each pod would tune on a study of its own, in a file that dies with the pod
+            raise ValueError(
+                "FEATURE_ASSETS_OPTUNA_URL is not set in this pod: a SQLite file is not shared"
+                " between pods; set it to the Cloud SQL database (README, Run it on GKE)"
+            )
         return open_storage(self.optuna_url, self.heartbeat_seconds)
 
     def has_studies(self) -> bool:

@@ -56,6 +56,7 @@ def _script(tmp_path, name, *args, cpus=240, existing=False, logged_in=True, exc
         "GCLOUD_EXCLUSIONS": exclusions,  # what describe says of the cluster's exclusions
         "FEATURE_ASSETS_SOURCE_URL": "mysql://reader:Top-Secret-1@10.0.0.5/races",
         "DAGSTER_PG_PASSWORD": "Top-Secret-2",
+        "FEATURE_ASSETS_OPTUNA_URL": "postgresql://dagster:Top-Secret-3@10.0.0.6/optuna",
     }
     result = subprocess.run(
         ["bash", str(GKE / name), *args], env=env, capture_output=True, text=True, timeout=60

@@ -1,9 +1,13 @@
 """`feature-assets plan`: the estimate's arithmetic, and seconds per day from run history."""
 
+import datetime as dt
+import math
 import re
 import subprocess
 
+import optuna
 from dagster import DagsterInstance
+from optuna.trial import TrialState
 
 from feature_assets import demo
 from feature_assets.assets.feature_sets import feature_set_asset
@@ -15,8 +19,10 @@ from feature_assets.planning import (
     best_plan,
     best_set_plan,
     estimate,
+    estimate_search,
     measured_seconds_per_day,
     measured_seconds_per_race,
+    measured_seconds_per_trial,
 )
 from tests.conftest import FIRST_DAY
 from tests.test_commands import REPO, _environment
@@ -117,3 +123,37 @@ def test_seconds_per_race_come_from_a_sets_materialisations(mysql_url, tmp_path,
     assert "seconds per race measured in this instance" in planned.stdout
     assert f"x {measured:g} s" in planned.stdout
     assert "dagster-k8s/config=" in planned.stdout  # the tag for UI backfills
+
+
+def test_a_search_plan_waves_its_trials_over_the_pods_the_cluster_allows(tmp_path):
+    cluster = Cluster(vcpu_quota=24, max_concurrent_runs=15)
+    quota_bound = estimate_search(400, 120, 40, cluster)
+    assert quota_bound.workers == 15 and quota_bound.limited_by == "maxConcurrentRuns"
+    assert quota_bound.nodes == 5  # three one-vCPU pods on each e2-standard-4
+    # 400 trials over 15 pods: 27 waves of two minutes, after the nodes' and pods' start
+    waves = math.ceil(400 / 15) * 120
+    assert quota_bound.wall_seconds == cluster.scale_up + cluster.pod_start + waves
+    roomy = estimate_search(400, 120, 40, Cluster(vcpu_quota=200, max_concurrent_runs=100))
+    assert roomy.workers == 40 and roomy.limited_by is None
+    assert roomy.wall_seconds < quota_bound.wall_seconds / 2
+    assert estimate_search(3, 120, 40, Cluster()).workers == 3  # no idle pods
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'optuna.sqlite'}")
+    start = dt.datetime(2026, 1, 1)
+    for seconds, state in ((10, TrialState.COMPLETE), (30, TrialState.PRUNED)):
+        study.add_trial(
+            optuna.trial.FrozenTrial(
+                number=0,
+                trial_id=0,
+                state=state,
+                value=0.5 if seconds == 10 else None,
+                datetime_start=start,
+                datetime_complete=start + dt.timedelta(seconds=seconds),
+                params={},
+                distributions={},
+                user_attrs={},
+                system_attrs={},
+                intermediate_values={1: 0.6} if state == TrialState.PRUNED else {},
+            )
+        )
+    assert measured_seconds_per_trial(study) == 20

@@ -81,6 +81,9 @@ exists gcloud sql instances describe "$SQL_INSTANCE" --project "$PROJECT_ID" || 
   run gcloud sql users create dagster --instance "$SQL_INSTANCE" --project "$PROJECT_ID" \
     --password "$(secret DAGSTER_PG_PASSWORD)"
 }
+# the Optuna studies (feature-assets tune) live beside the instance, in a database of their own
+exists gcloud sql databases describe optuna --instance "$SQL_INSTANCE" --project "$PROJECT_ID" ||
+  run gcloud sql databases create optuna --instance "$SQL_INSTANCE" --project "$PROJECT_ID"
 
 # A release channel (GKE's way now; "no channel" loses its last controls in 2027) with a
 # "no minor or node upgrades" exclusion until the version's end of support: nodes are never
@@ -131,14 +134,18 @@ run gcloud iam service-accounts add-iam-policy-binding "$GSA" --project "$PROJEC
 run gcloud container clusters get-credentials "$CLUSTER" --zone "$ZONE" --project "$PROJECT_ID"
 if (( DRY_RUN )); then
   echo "+ kubectl create namespace ${NAMESPACE} (if missing) and apply secrets" \
-    "feature-assets-source (FEATURE_ASSETS_SOURCE_URL, SLACK_BOT_TOKEN) and" \
+    "feature-assets-source (FEATURE_ASSETS_SOURCE_URL, FEATURE_ASSETS_OPTUNA_URL," \
+    "SLACK_BOT_TOKEN) and" \
     "dagster-postgresql-secret (postgresql-password) from the environment"
 else
   : "${FEATURE_ASSETS_SOURCE_URL:?set FEATURE_ASSETS_SOURCE_URL for the secret}"
   : "${DAGSTER_PG_PASSWORD:?set DAGSTER_PG_PASSWORD for the secret}"
+  # postgresql://dagster:PASSWORD@CLOUD_SQL_PRIVATE_IP:5432/optuna (README, Run it on GKE)
+  : "${FEATURE_ASSETS_OPTUNA_URL:?set FEATURE_ASSETS_OPTUNA_URL for the secret}"
   kubectl get namespace "$NAMESPACE" >/dev/null 2>&1 || kubectl create namespace "$NAMESPACE"
   kubectl -n "$NAMESPACE" create secret generic feature-assets-source \
     --from-literal "FEATURE_ASSETS_SOURCE_URL=${FEATURE_ASSETS_SOURCE_URL}" \
+    --from-literal "FEATURE_ASSETS_OPTUNA_URL=${FEATURE_ASSETS_OPTUNA_URL}" \
     ${SLACK_BOT_TOKEN:+--from-literal "SLACK_BOT_TOKEN=${SLACK_BOT_TOKEN}"} \
     --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   kubectl -n "$NAMESPACE" create secret generic dagster-postgresql-secret \
