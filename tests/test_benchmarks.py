@@ -65,3 +65,21 @@ def test_feature_sets_benchmark_smoke(tmp_path):
     for scenario in ("slow set, 1 worker", "slow set, 2 workers", "built-in `race_features`"):
         assert scenario in text, scenario
     assert "output identical: met" in text  # 1 and 2 workers wrote the same rows
+
+
+def test_tuning_benchmark_smoke(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# Results\n\nkept text\n")
+    run = subprocess.run(
+        [
+            sys.executable, str(REPO / "benchmarks" / "tuning.py"), "--days", "90",
+            "--races-per-day", "6", "--trials", "2", "--held-out-days", "15",
+            "--work", str(tmp_path / "work"), "--out", str(out),
+        ],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    text = out.read_text()
+    assert "kept text" in text and "<!-- tuning:start -->" in text
+    for scenario in ("1 worker(s) x 1 thread(s)", "2 worker(s) x 1 thread(s)", "| auc |"):
+        assert scenario in text, scenario

@@ -58,7 +58,7 @@ def _worker(optuna_url, study, storage, heartbeat, seconds_before_training):
         time.sleep(seconds_before_training)
         return objective(trial)
 
-    search.run_trials(search.open_storage(optuna_url, heartbeat), study, slowed, heartbeat)
+    search.run_trials(search.open_storage(optuna_url, heartbeat), study, slowed)
 
 
 def _start_workers(count, *args):

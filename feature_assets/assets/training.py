@@ -162,7 +162,7 @@ def run_trials(context: OpExecutionContext, config: TuneConfig, training: Traini
     validation = model.dataset(table[table["split"] == "validation"], features, reference=train)
     threads = config.threads or available_cpus()
     objective = search.win_objective(train, validation, threads, config.seed, context.run_id)
-    finished = search.run_trials(storage, config.study, objective, training.heartbeat_seconds)
+    finished = search.run_trials(storage, config.study, objective)
     context.log.info(f"study {config.study}: this run finished {finished} trial(s)")
 
 

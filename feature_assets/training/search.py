@@ -114,7 +114,12 @@ def win_objective(train, validation, threads: int, seed: int, worker: str) -> Ca
     return objective
 
 
-def run_trials(storage: RDBStorage, name: str, objective: Callable, poll_seconds: float) -> int:
+POLL_SECONDS = (
+    1.0  # an idle worker looks again this often: the search ends when its last trial does
+)
+
+
+def run_trials(storage: RDBStorage, name: str, objective: Callable) -> int:
     """Takes the study's waiting trials one at a time until none is waiting or running;
     returns how many this worker finished."""
     study = optuna.load_study(
@@ -133,7 +138,7 @@ def run_trials(storage: RDBStorage, name: str, objective: Callable, poll_seconds
         except NoTrialsLeft:
             if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 return finished
-            time.sleep(poll_seconds)  # another worker's trial runs: take it over if it dies
+            time.sleep(POLL_SECONDS)  # another worker's trial runs: take it over if it dies
             optuna.storages.fail_stale_trials(study)
 
 
