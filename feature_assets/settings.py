@@ -100,6 +100,7 @@ def check_configuration() -> None:
         training_window,
         held_out_days,
         trial_heartbeat_seconds,
+        _check_optuna_url,
         _check_storage,
     )
     for check in checks:
@@ -286,6 +287,24 @@ def default_optuna_url() -> str:
 
 def optuna_url() -> str:
     return os.environ.get("FEATURE_ASSETS_OPTUNA_URL") or default_optuna_url()
+
+
+def _check_optuna_url() -> None:
+    """A database URL Optuna can use; the message never repeats it (it holds a password)."""
+    if not optuna_url_is_set():
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(os.environ["FEATURE_ASSETS_OPTUNA_URL"]).get_backend_name()
+    except ArgumentError:
+        backend = None
+    if backend not in ("sqlite", "postgresql", "mysql"):
+        raise ValueError(
+            "FEATURE_ASSETS_OPTUNA_URL is not a database URL of SQLite, PostgreSQL or MySQL"
+            " (like postgresql://user:password@host:5432/optuna)"
+        )
 
 
 def trial_heartbeat_seconds() -> int:

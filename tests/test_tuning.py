@@ -15,11 +15,21 @@ import uuid
 
 import optuna
 import pytest
-from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter, instance_for_test
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    DagsterRunStatus,
+    RunsFilter,
+    SkipReason,
+    build_sensor_context,
+    instance_for_test,
+)
 from optuna.trial import TrialState
 
-from feature_assets.assets.training import STUDY_TAG, TUNE_JOB
+from feature_assets import settings
+from feature_assets.assets.training import STUDY_TAG, TUNE_JOB, tuning_workers
 from feature_assets.feature_sets import registered_sets
+from feature_assets.resources import TrainingStorage
 from feature_assets.storage import DailyParquetStorage
 from feature_assets.training import data, model, search
 from tests.conftest import HELD_OUT, materialize_training_data
@@ -208,3 +218,44 @@ def test_tune_then_model_as_a_new_user_would(feature_lake, optuna_url, tmp_path)
     test_start = lineage["splits"]["test"].split("...")[0]
     assert train_end < lineage["splits"]["validation"].split("...")[0] <= test_start
     assert latest["study"].value == "first" and latest["trials_finished"].value == 6
+
+
+def test_the_sensor_starts_the_workers_asked_for_and_revives_a_search_whose_workers_died(
+    tmp_path,
+):
+    url = f"sqlite:///{tmp_path / 'optuna.sqlite'}"
+    storage = search.open_storage(url, 1)
+    study = search.start_search(storage, "s", 3, 2, "t1")
+    training = TrainingStorage(storage_url=str(tmp_path), optuna_url=url, heartbeat_seconds=1)
+    with instance_for_test() as instance:
+        context = build_sensor_context(instance=instance, resources={"training": training})
+        requests = tuning_workers(context)
+        assert len(requests) == 2
+        assert {r.tags[STUDY_TAG] for r in requests} == {"s"}
+        assert requests[0].run_config["ops"]["run_trials"]["config"]["study"] == "s"
+
+        # every worker gone: two trials done, the third left running without a heartbeat
+        for value in (0.3, 0.4):
+            trial = study.ask()
+            study.tell(trial, value)
+        [lost] = storage.get_all_trials(study._study_id, states=(TrialState.WAITING,))
+        storage.set_trial_state_values(lost._trial_id, TrialState.RUNNING)
+        storage.record_heartbeat(lost._trial_id)
+        time.sleep(3.5)  # three heartbeats missed
+        [revived] = tuning_workers(context)
+        assert revived.tags[STUDY_TAG] == "s"
+        states = search.counts(study)
+        assert states["FAIL"] == 1 and states["WAITING"] == 1  # run again by the new worker
+
+        trial = study.ask()
+        study.tell(trial, 0.2)
+        assert isinstance(tuning_workers(context), SkipReason)  # the search is done
+        assert optuna.load_study(study_name="s", storage=url).user_attrs["workers"] == 0
+
+
+def test_a_bad_study_url_is_named_without_its_password(monkeypatch):
+    monkeypatch.setenv("FEATURE_ASSETS_OPTUNA_URL", "postgres:/tuner:S3cret-pw@db/optuna")
+    with pytest.raises(settings.ConfigurationError) as caught:
+        settings.check_configuration()
+    assert "FEATURE_ASSETS_OPTUNA_URL" in str(caught.value)
+    assert "S3cret-pw" not in str(caught.value)

@@ -204,11 +204,16 @@ def tuning_workers(context: SensorEvaluationContext, training: TrainingStorage):
         if not wanted:
             continue
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        waiting = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+        # trials of workers that all died (pods preempted, retries spent) come back as waiting
+        optuna.storages.fail_stale_trials(study)
+        left = search.counts(study)
+        if not left["WAITING"] and not left["RUNNING"]:
+            study.set_user_attr(search.WORKERS_ATTR, 0)  # done: not looked at again
+            continue
         running = context.instance.get_runs_count(
             RunsFilter(job_name=TUNE_JOB, tags={STUDY_TAG: summary.study_name}, statuses=IN_FLIGHT)
         )
-        for _ in range(min(wanted - running, waiting)):
+        for _ in range(min(wanted - running, left["WAITING"])):
             requests.append(_worker_run(context, summary.study_name, wanted))
     return requests or SkipReason("no search has waiting trials without a worker")
 
