@@ -114,11 +114,14 @@ def main() -> None:
     parser.add_argument("--held-out-days", type=int, default=365)
     parser.add_argument("--work", type=Path, default=REPO / "benchmarks" / "work" / "tuning")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
+    parser.add_argument(
+        "--keep-lake", action="store_true", help="reuse the lake and training data of --work"
+    )
     args = parser.parse_args()
 
     env = _environment(args.work, args.days, args.held_out_days)
     os.environ.update(env)
-    lake_seconds = _build_lake(env, args.races_per_day)
+    lake_seconds = None if args.keep_lake else _build_lake(env, args.races_per_day)
     from feature_assets import settings
     from feature_assets.storage import DailyParquetStorage
     from feature_assets.training import data, model
@@ -150,10 +153,11 @@ def main() -> None:
         for name in ("log_loss", "auc", "top_pick_hit_rate", "favourite_hit_rate")
         + ("flat_stake_return",)
     )
+    built = f" Lake and training data built in {lake_seconds:,.0f} s." if lake_seconds else ""
     table_text = f"""Generated {args.days:,} days, {args.races_per_day} races a day, every
 feature set ({len(lineage["features"])} features); train {splits["train"]:,} / validation
 {splits["validation"]:,} / test {splits["test"]:,} entries ({lineage["splits"]["test"]} is the
-test period). Lake and training data built in {lake_seconds:,.0f} s. The same {args.trials}
+test period).{built} The same {args.trials}
 queued parameter sets for each configuration, one SQLite study, worker processes as the
 tuning runs use (pruning decisions depend on which trials finished first).
 

@@ -84,8 +84,17 @@ def _trials(optuna_url, study):
     return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
 
 
-def test_two_workers_share_one_study_and_finish_exactly_n_trials(training_table, optuna_url):
+@pytest.fixture(params=["postgresql", "sqlite"])
+def study_url(request, tmp_path):
+    """The studies' database: PostgreSQL, or the local default, a SQLite file."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'optuna.sqlite'}"
+    return request.getfixturevalue("optuna_url")
+
+
+def test_two_workers_share_one_study_and_finish_exactly_n_trials(training_table, study_url):
     storage, training_id = training_table
+    optuna_url = study_url
     name = f"s-{uuid.uuid4().hex[:6]}"
     search.start_search(search.open_storage(optuna_url, 5), name, 9, 2, training_id)
     workers = _start_workers(2, optuna_url, name, storage, 5, 0.0)
@@ -241,7 +250,7 @@ def test_the_sensor_starts_the_workers_asked_for_and_revives_a_search_whose_work
         [lost] = storage.get_all_trials(study._study_id, states=(TrialState.WAITING,))
         storage.set_trial_state_values(lost._trial_id, TrialState.RUNNING)
         storage.record_heartbeat(lost._trial_id)
-        time.sleep(3.5)  # three heartbeats missed
+        time.sleep(5)  # three heartbeats missed (SQLite keeps whole seconds: a margin)
         [revived] = tuning_workers(context)
         assert revived.tags[STUDY_TAG] == "s"
         states = search.counts(study)

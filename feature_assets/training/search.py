@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable
 
 import optuna
+import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
@@ -60,13 +61,37 @@ def open_storage(url: str, heartbeat_seconds: int) -> FixedTrialsStorage:
         engine_kwargs: dict = {"connect_args": {"timeout": 60}}  # workers wait for the lock
     else:
         engine_kwargs = {"pool_pre_ping": True, "pool_size": 1, "max_overflow": 1}
-    return FixedTrialsStorage(
+    storage = FixedTrialsStorage(
         url,
         engine_kwargs=engine_kwargs,
         heartbeat_interval=heartbeat_seconds,
         grace_period=3 * heartbeat_seconds,
         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
     )
+    if url.startswith("sqlite"):
+        _serialise_sqlite(storage.engine)
+    return storage
+
+
+def _serialise_sqlite(engine) -> None:
+    """Every transaction on a SQLite study takes the database's write lock first.
+
+    Optuna takes a waiting trial with SELECT ... FOR UPDATE, then UPDATE; PostgreSQL and
+    MySQL lock the row, SQLite ignores FOR UPDATE, and pysqlite opens no transaction before
+    the SELECT, so two workers could both read a trial as waiting and both run it (seen:
+    "Cannot tell a COMPLETE trial"). BEGIN IMMEDIATE is SQLAlchemy's recipe for pysqlite
+    ("Serializable isolation / Savepoints / Transactional DDL" in its SQLite dialect docs).
+    """
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _without_implicit_transactions(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin_immediate(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # the connections Optuna opened before these listeners
 
 
 def start_search(
