@@ -29,6 +29,9 @@ from feature_assets.training.model import METRIC, VALIDATION, fit, fixed_params,
 
 WORKERS_ATTR = "workers"  # how many workers the search asked for (the sensor starts them)
 TRAINING_DATA_ATTR = "training_data"  # the id of the training table the search is tuned on
+# boosting rounds between a trial's reports to the study (and pruning checks): each is a
+# write and a read of the database, which every round would make the workers queue for
+REPORT_EVERY = 10
 MAX_RETRIES = 3  # a trial whose worker dies more often than this is given up (it kills it)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -131,7 +134,9 @@ def win_objective(train, validation, threads: int, seed: int, worker: str) -> Ca
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", worker)
         params = {**fixed_params(threads, seed), **suggest_params(trial)}
-        pruning = LightGBMPruningCallback(trial, METRIC, valid_name=VALIDATION)
+        pruning = LightGBMPruningCallback(
+            trial, METRIC, valid_name=VALIDATION, report_interval=REPORT_EVERY
+        )
         booster = fit(params, train, validation, callbacks=[pruning])
         trial.set_user_attr("best_iteration", booster.best_iteration)
         return booster.best_score[VALIDATION][METRIC]
