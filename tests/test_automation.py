@@ -13,7 +13,7 @@ from feature_assets.automation import (
     daily_race_features,
     recompute_after_corrections,
 )
-from feature_assets.definitions import defs
+from feature_assets.definitions import defs, feature_set_assets, raw_snapshot
 from tests.conftest import FIRST_DAY
 from tests.test_day_metadata import _swap_first_two_finishers
 from tests.test_pipeline import _day
@@ -24,7 +24,7 @@ RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_p
 
 
 # the raw snapshot, then every registered feature set: the sensor keeps each set current
-RAW, *SETS = defs.assets
+RAW, SETS = raw_snapshot, feature_set_assets
 EVERY = [RAW, *SETS]
 SET_NAMES = sorted(a.key.to_user_string() for a in SETS)
 
