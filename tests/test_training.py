@@ -106,3 +106,20 @@ def test_the_final_model_is_the_same_bit_for_bit_with_the_same_seed(feature_lake
     for metrics in (first.validation, first.test):
         assert 0 < metrics["log_loss"] < 1 and 0.5 < metrics["auc"] <= 1
         assert 0 <= metrics["top_pick_hit_rate"] <= 1 and metrics["races"] > 0
+
+
+def test_a_damaged_training_table_is_named_not_read(feature_lake, tmp_path):
+    storage, _ = feature_lake
+    copy = tmp_path / "parquet"
+    shutil.copytree(storage, copy)
+    with instance_for_test() as instance:
+        assert materialize_training_data(str(copy), instance).success
+    path = copy / data.TABLE_PATH
+    content = bytearray(path.read_bytes())
+    content[len(content) // 3] ^= 0xFF  # a flipped byte inside a data page
+    path.write_bytes(bytes(content))
+    with pytest.raises(data.TrainingDataError, match="damaged.*materialise training_data again"):
+        data.load(DailyParquetStorage(str(copy)))
+    path.write_bytes(bytes(content[: len(content) // 2]))  # cut short, footer gone
+    with pytest.raises(data.TrainingDataError, match="damaged"):
+        data.lineage_of(DailyParquetStorage(str(copy)))

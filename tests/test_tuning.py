@@ -268,3 +268,12 @@ def test_a_bad_study_url_is_named_without_its_password(monkeypatch):
         settings.check_configuration()
     assert "FEATURE_ASSETS_OPTUNA_URL" in str(caught.value)
     assert "S3cret-pw" not in str(caught.value)
+
+
+def test_a_study_is_not_extended_on_other_training_data(tmp_path):
+    storage = search.open_storage(f"sqlite:///{tmp_path / 'optuna.sqlite'}", 5)
+    search.start_search(storage, "s", 2, 1, "first-table")
+    with pytest.raises(search.SearchError, match="first-table.*second-table"):
+        search.start_search(storage, "s", 2, 1, "second-table")
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert search.counts(study)["WAITING"] == 2  # the refused call queued nothing

@@ -13,6 +13,7 @@ features only read days before its own, so no training row sees a validation or 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Sequence
@@ -214,16 +215,31 @@ def store(storage: DailyParquetStorage, table: pd.DataFrame, lineage: dict) -> s
 
 def lineage_of(storage: DailyParquetStorage) -> dict:
     """The stored table's lineage (its id, sets, code versions, days), from its footer."""
-    metadata = pq.read_metadata(_path(storage), filesystem=storage.filesystem).metadata
-    return json.loads(metadata[LINEAGE_KEY])
+    path = _path(storage)
+    with _damage_named(path):
+        return json.loads(
+            pq.read_metadata(path, filesystem=storage.filesystem).metadata[LINEAGE_KEY]
+        )
 
 
 def load(storage: DailyParquetStorage) -> tuple[pd.DataFrame, dict]:
     """The stored table and its lineage."""
-    arrow = pq.read_table(
-        _path(storage), filesystem=storage.filesystem, page_checksum_verification=True
-    )
-    return arrow.to_pandas(), json.loads(arrow.schema.metadata[LINEAGE_KEY])
+    path = _path(storage)
+    with _damage_named(path):
+        arrow = pq.read_table(path, filesystem=storage.filesystem, page_checksum_verification=True)
+        return arrow.to_pandas(), json.loads(arrow.schema.metadata[LINEAGE_KEY])
+
+
+@contextlib.contextmanager
+def _damage_named(path: str):
+    """A truncated or flipped file (its checksums), or one without lineage, named as such."""
+    try:
+        yield
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as err:
+        raise TrainingDataError(
+            f"the stored training data {path} is damaged ({type(err).__name__}: {err});"
+            " materialise training_data again"
+        ) from None
 
 
 def _path(storage: DailyParquetStorage) -> str:
