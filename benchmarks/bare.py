@@ -36,7 +36,8 @@ def run(source_url: str, storage_url: str, first: dt.date, last: dt.date) -> dic
     figures: dict[str, float] = {}
 
     started = time.perf_counter()
-    snapshot = read_snapshot(SourceLocation.from_url(source_url), first, last)
+    # the reader the user started with: the ratios show what the product gained over it
+    snapshot = read_snapshot(SourceLocation.from_url(source_url), first, last, reader="pymysql")
     races, entries = snapshot.races, snapshot.entries
     figures["snapshot_s"] = time.perf_counter() - started
     figures["snapshot_rows"] = len(races) + len(entries)

@@ -41,6 +41,7 @@ class SourceDatabase(ConfigurableResource):
             self.connect_attempts,
             settings.read_limits(),
             partitions,
+            settings.source_reader(),
         )
 
 

@@ -18,6 +18,9 @@ unset: the embedded default keeps all its state beside the local Dagster instanc
   _STATEMENT_TIMEOUT (seconds; defaults 10, 120, 60, 900), _WINDOW_DAYS (days per snapshot
   transaction; 366) and _READ_ATTEMPTS (tries of a read whose connection was lost; 3): the
   bounds of a source read, see `feature_assets.source.ReadLimits`.
+- FEATURE_ASSETS_SOURCE_READER: how a MySQL source is read, `arrow` (connectorx, the
+  default: one statement per run, about six times faster) or `pymysql` (in windows of
+  _WINDOW_DAYS, for a server or proxy connectorx cannot talk to); see `feature_assets.source`.
 - FEATURE_ASSETS_FEATURE_SETS: importable modules (comma-separated) that declare feature
   sets besides those in `feature_assets/feature_sets/`; default none.
 - FEATURE_ASSETS_WORKERS: worker processes a run computes its days on; default the CPUs
@@ -96,6 +99,7 @@ def check_configuration() -> None:
         recheck_days,
         automation_on,
         read_limits,
+        source_reader,
         workers,
         training_window,
         held_out_days,
@@ -181,6 +185,17 @@ _READ_LIMIT_VARIABLES = {
     "window_days": "FEATURE_ASSETS_SOURCE_WINDOW_DAYS",
     "attempts": "FEATURE_ASSETS_SOURCE_READ_ATTEMPTS",
 }
+
+
+def source_reader() -> str:
+    from feature_assets.source import READERS
+
+    value = os.environ.get("FEATURE_ASSETS_SOURCE_READER", "").strip() or READERS[0]
+    if value not in READERS:
+        raise ValueError(
+            f"FEATURE_ASSETS_SOURCE_READER must be one of {', '.join(READERS)}, got {value!r}"
+        )
+    return value
 
 
 def read_limits():

@@ -11,8 +11,8 @@ import threading
 class TcpProxy:
     """Forwards 127.0.0.1:`port` to `target`. Faults act on the server-to-client direction:
 
-    - `cut_after_bytes(n, times)`: the next `times` connections are reset once n bytes
-      have reached the client (a dropped link mid-read);
+    - `cut_after_bytes(n, times)`: the next `times` connections that get n bytes to the
+      client are reset there (a dropped link mid-read; idle connections are not counted);
     - `stall_after_bytes(n)`: every connection stops forwarding after n bytes, the
       sockets staying open (a stalled network), until `resume()`.
 
@@ -27,7 +27,8 @@ class TcpProxy:
         self.open_now = 0
         self.most_at_once = 0
         self.sent: list[bytearray] = []
-        self._cuts: list[int] = []
+        self._cut_at: int | None = None
+        self._cuts_left = 0
         self._stall_at: int | None = None
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -39,7 +40,7 @@ class TcpProxy:
 
     def cut_after_bytes(self, count: int, times: int = 1) -> None:
         with self._lock:
-            self._cuts = [count] * times
+            self._cut_at, self._cuts_left = count, times
 
     def stall_after_bytes(self, count: int | None) -> None:
         self._stall_at = count
@@ -83,22 +84,27 @@ class TcpProxy:
                 self.connections += 1
                 self.open_now += 1
                 self.most_at_once = max(self.most_at_once, self.open_now)
-                cut = self._cuts.pop(0) if self._cuts else None
                 self._sockets += [client, server]
                 sent = bytearray()
                 self.sent.append(sent)
-            upstream = threading.Thread(target=self._pipe, args=(client, server, False, None, sent))
-            downstream = threading.Thread(target=self._pipe, args=(server, client, True, cut))
+            upstream = threading.Thread(target=self._pipe, args=(client, server, False, sent))
+            downstream = threading.Thread(target=self._pipe, args=(server, client, True))
             for thread in (upstream, downstream):
                 thread.daemon = True
                 thread.start()
+
+    def _take_cut(self) -> bool:
+        with self._lock:
+            if self._cuts_left <= 0:
+                return False
+            self._cuts_left -= 1
+            return True
 
     def _pipe(
         self,
         source: socket.socket,
         sink: socket.socket,
         downstream: bool,
-        cut: int | None,
         record: bytearray | None = None,
     ) -> None:
         sent = 0
@@ -107,7 +113,8 @@ class TcpProxy:
                 if record is not None:
                     record += data
                 limit = self._stall_at if downstream else None
-                if cut is not None and sent + len(data) >= cut:
+                cut = self._cut_at
+                if downstream and cut is not None and sent + len(data) >= cut and self._take_cut():
                     sink.sendall(data[: max(0, cut - sent)])
                     # the link ends mid-answer, as a killed server connection ends it;
                     # shutdown, not close alone: it wakes the other thread's blocked recv
