@@ -11,13 +11,13 @@ import pytest
 
 from feature_assets import demo
 from feature_assets.source import (
+    READERS,
     ReadLimits,
     SourceLocation,
     SourceReadError,
     SourceUnavailableError,
     read_snapshot,
 )
-from feature_assets.source import READERS
 from tests.conftest import server_connection
 from tests.tcp_proxy import TcpProxy
 
