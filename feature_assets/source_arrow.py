@@ -43,6 +43,7 @@ from feature_assets.racing.schema import (
     RACES_COLUMNS,
     SOURCE_RACE_ENTRIES_COLUMNS,
     SOURCE_RACES_COLUMNS,
+    arrow_schema,
 )
 
 # the driver's pool logs each failed connection attempt to stderr; our own message says it
@@ -163,35 +164,45 @@ def _without_password(text: str, location) -> str:
 
 
 def _split(table: pa.Table, counted: bool):
-    """The joined rows as the two frames of the pymysql reader, of the same dtypes."""
+    """The joined rows as the pymysql reader's two frames: typed in Arrow to the contract's
+    schema (no Python objects but the text), or, where a value does not convert, handed on
+    as they came so that the caller's typing names it."""
     taken_at = float(table.column("taken_at")[0].as_py())
     outside = table.column("outside")[0].as_py() if counted else None
-    table = table.drop_columns(["taken_at", "outside"])
-    table = table.filter(pc.is_valid(table.column("race_id")))
-    table = _decimals_as_float(table)
-    races = table.select(["race_id", "race_date", *_RACE_COLUMNS]).to_pandas()
-    races = races.drop_duplicates("race_id", ignore_index=True)
-    with_entry = table.filter(pc.is_valid(table.column("entry_race_id")))
-    entries = with_entry.select(["race_id", "race_date", *_ENTRY_COLUMNS]).to_pandas()
-    return (
-        _frame(races, RACES_COLUMNS),
-        _frame(entries, RACE_ENTRIES_COLUMNS),
-        taken_at,
-        None if outside is None else int(outside),
+    if table.column("race_id").null_count:  # the one row of an empty range
+        table = table.filter(pc.is_valid(table.column("race_id")))
+    race_ids = table.column("race_id").to_numpy()
+    first_of_race = ~pd.Series(race_ids).duplicated().to_numpy()
+    races = _frame(
+        table.select(["race_id", "race_date", *_RACE_COLUMNS]).filter(first_of_race), RACES_COLUMNS
     )
+    with_entry = table.column("entry_race_id")
+    table = table.select(["race_id", "race_date", *_ENTRY_COLUMNS])
+    if with_entry.null_count:  # races without entries
+        table = table.filter(pc.is_valid(with_entry))
+    entries = _frame(table, RACE_ENTRIES_COLUMNS)
+    pa.default_memory_pool().release_unused()  # the joined rows' memory, back to the system
+    return races, entries, taken_at, None if outside is None else int(outside)
 
 
-def _decimals_as_float(table: pa.Table) -> pa.Table:
-    for index, column in enumerate(table.schema):
-        if pa.types.is_decimal(column.type):
-            as_text = pc.cast(table.column(index), pa.string())
-            table = table.set_column(index, column.name, pc.cast(as_text, pa.float64()))
-    return table
+_PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.string(): pd.StringDtype()}
 
 
-def _frame(frame: pd.DataFrame, columns: dict) -> pd.DataFrame:
-    frame["race_date"] = pd.to_datetime(frame["race_date"]).astype("datetime64[ns]")
-    return frame[list(columns)]
+def _frame(table: pa.Table, columns: dict) -> pd.DataFrame:
+    schema = arrow_schema(columns)
+    try:
+        typed = pa.table([_cast(table.column(f.name), f.type) for f in schema], schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        frame = table.to_pandas()
+        frame["race_date"] = pd.to_datetime(frame["race_date"]).astype("datetime64[ns]")
+        return frame
+    return typed.to_pandas(types_mapper=_PANDAS_TYPES.get)
+
+
+def _cast(values: pa.ChunkedArray, to: pa.DataType) -> pa.ChunkedArray:
+    if pa.types.is_decimal(values.type):  # through the exact decimal text: correctly rounded
+        values = pc.cast(values, pa.string())
+    return pc.cast(values, to)
 
 
 class _StallWatch:
