@@ -12,11 +12,11 @@
 import base64
 import datetime as dt
 import hashlib
-import inspect
+import importlib.util
 import json
 import uuid
+from typing import TYPE_CHECKING
 
-import optuna
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -46,7 +46,12 @@ from feature_assets.day_status import stale_days
 from feature_assets.feature_sets import registered_sets
 from feature_assets.racing.engine import available_cpus
 from feature_assets.resources import TrainingStorage
-from feature_assets.training import data, model, search
+from feature_assets.training import data
+
+if TYPE_CHECKING:
+    import optuna
+# `model` and `search` (LightGBM, scikit-learn, Optuna: ~1.5 s to import) are imported where
+# they are used, not by every run, sensor tick and command that loads this code location.
 
 TUNE_JOB = "tune_win_model"
 STUDY_TAG = "feature_assets/study"
@@ -60,15 +65,16 @@ IN_FLIGHT = [
 ]
 
 
-def _code_version(*modules) -> str:
-    source = "".join(inspect.getsource(module) for module in modules)
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
+def _code_version(module: str) -> str:
+    """A hash of the module's source, read without importing it."""
+    with open(importlib.util.find_spec(module).origin, "rb") as source:
+        return hashlib.sha256(source.read()).hexdigest()[:16]
 
 
 @asset(
     deps=[AssetKey("raw_race_entries"), *(AssetKey(s.name) for s in registered_sets())],
     group_name="training",
-    code_version=_code_version(data),
+    code_version=_code_version(data.__name__),
     description="Every feature set's columns of the training window with the label is_win,"
     " split by time into train, validation and test (one Parquet file).",
 )
@@ -153,6 +159,10 @@ class TuneConfig(Config):
 
 @op(description="Runs the study's waiting trials, one at a time, until none is left.")
 def run_trials(context: OpExecutionContext, config: TuneConfig, training: TrainingStorage) -> None:
+    import optuna
+
+    from feature_assets.training import model, search
+
     table, lineage = _load_training_data(training)
     storage = training.studies()
     study = optuna.load_study(study_name=config.study, storage=storage)
@@ -178,7 +188,9 @@ def _load_training_data(training: TrainingStorage):
         raise Failure(description=str(err)) from None
 
 
-def _require_same_training_data(study: optuna.Study, lineage: dict) -> None:
+def _require_same_training_data(study: "optuna.Study", lineage: dict) -> None:
+    from feature_assets.training import search
+
     tuned_on = study.user_attrs.get(search.TRAINING_DATA_ATTR)
     if tuned_on != lineage["training_data"]:
         raise Failure(
@@ -197,6 +209,10 @@ def _require_same_training_data(study: optuna.Study, lineage: dict) -> None:
 def tuning_workers(context: SensorEvaluationContext, training: TrainingStorage):
     if not training.has_studies():
         return SkipReason("no search has been started (feature-assets tune)")
+    import optuna
+
+    from feature_assets.training import search
+
     storage = training.studies()
     requests = []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
@@ -238,13 +254,15 @@ class ModelConfig(Config):
 @asset(
     deps=[training_data],
     group_name="training",
-    code_version=_code_version(model),
+    code_version=_code_version("feature_assets.training.model"),
     description="LightGBM win model: the search's best parameters trained on training +"
     " validation, evaluated once on the test period.",
 )
 def win_model(
     context: AssetExecutionContext, config: ModelConfig, training: TrainingStorage
 ) -> MaterializeResult:
+    from feature_assets.training import model, search
+
     table, lineage = _load_training_data(training)
     study = _study_for(training.studies(), config.study, lineage)
     try:
@@ -271,7 +289,11 @@ def win_model(
     return MaterializeResult(metadata=_model_metadata(study, final, info, path, text))
 
 
-def _study_for(storage, name: str, lineage: dict) -> optuna.Study:
+def _study_for(storage, name: str, lineage: dict) -> "optuna.Study":
+    import optuna
+
+    from feature_assets.training import search
+
     if not name:
         tuned = [
             s
@@ -290,6 +312,8 @@ def _study_for(storage, name: str, lineage: dict) -> optuna.Study:
 
 
 def _model_metadata(study, final, info, path: str, text: str) -> dict:
+    from feature_assets.training import model, search
+
     metadata: dict = {
         "path": path,
         "model_sha256": hashlib.sha256(text.encode()).hexdigest()[:16],
