@@ -394,6 +394,36 @@ def test_a_races_entry_tuples_are_its_entries_rows():
         assert [tuple(e) for e in race.each_entry()] == list(frame.itertuples(index=False))
 
 
+def test_the_history_is_in_day_race_lane_order_however_its_rows_come():
+    data = demo.generate(FIRST_DAY, days=5, races_per_day=4, invalid_races=0, seed=2)
+    in_order = data.entries.sort_values(["race_date", "race_id", "lane"], ignore_index=True)
+    shuffled = in_order.sample(frac=1, random_state=1)
+    expected = RunHistory(data.races, in_order).frame
+    pd.testing.assert_frame_equal(RunHistory(data.races, shuffled).frame, expected)
+    swapped = in_order.copy()
+    swapped.iloc[[3, 4]] = swapped.iloc[[4, 3]].to_numpy()  # two lanes out of order
+    pd.testing.assert_frame_equal(RunHistory(data.races, swapped).frame, expected)
+
+
+def test_a_lookups_rows_are_its_frames_rows_newest_first_and_private_copies():
+    data = demo.generate(FIRST_DAY, days=30, races_per_day=6, invalid_races=0, seed=3)
+    entries = data.entries.copy()
+    entries.loc[entries.index[::3], ["racer_weight_kg", "racer_age"]] = None  # NULLs
+    history = RunHistory(data.races, entries).at(_day(29), 28)
+    racer_id = int(entries["racer_id"].value_counts().index[0])
+    rows = history.racer(racer_id)
+    frame = rows.to_frame()
+    expected = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    for record in expected:
+        record["race_date"] = record["race_date"].strftime("%Y-%m-%d")
+    assert list(rows) == expected and len(expected) > 3
+    assert any(r["racer_weight_kg"] is None for r in rows)
+    assert all(type(r["racer_age"]) in (int, type(None)) for r in rows)
+    assert rows.last(2) == expected[::-1][:2]
+    rows.last(1)[0]["finish_position"] = -1  # a set that changes a row changes its copy only
+    assert rows.last(1) == expected[-1:]
+
+
 @pytest.mark.parametrize(
     "files, expected",
     [

@@ -22,6 +22,9 @@ RESULT_COLUMNS = ("finish_position", "start_timing")
 # the keys of the history's lookups
 RACER, MOTOR, VENUE_LANE = ("racer_id",), ("venue_code", "motor_no"), ("venue_code", "lane")
 LOOKUP_KEYS = (RACER, MOTOR, VENUE_LANE)
+# Rows converted to dicts, kept per process: per-record code asks for the same rows again
+# and again (a racer's last five finishes, on each of their next races). Emptied when full.
+ROW_CACHE_SIZE = 200_000
 _DAY_BITS = 22  # day numbers since 1970 stay far below 2**22
 _KEY_SHIFT = 32
 
@@ -48,14 +51,15 @@ class Rows:
         return self._history.arrays[name][self._positions]
 
     def __iter__(self) -> Iterator[dict]:
-        names = self._history.names
-        values = [self._history.python_values(name, self._positions) for name in names]
-        for row in zip(*values, strict=True):
-            yield dict(zip(names, row, strict=True))
+        return iter(self._dicts(self._positions))
 
     def last(self, n: int) -> list[dict]:
         """The n latest entries, latest first."""
-        return list(Rows(self._history, self._positions[::-1][:n]))
+        return self._dicts(self._positions[::-1][:n])
+
+    def _dicts(self, positions: np.ndarray) -> list[dict]:
+        row = self._history.row
+        return [dict(row(p)) for p in positions.tolist()]  # copies: the cache stays as it is
 
     def to_frame(self) -> pd.DataFrame:
         return self._history.frame.iloc[self._positions].reset_index(drop=True)
@@ -237,7 +241,11 @@ class RunHistory:
         finish = joined["finish_position"]
         joined["is_win"] = finish.eq(1).fillna(False).astype(bool)
         joined["is_top2"] = finish.isin([1, 2]).fillna(False).astype(bool)
-        self.frame = joined.sort_values(["race_date", "race_id", "lane"], ignore_index=True)
+        if _sorted_by_day_race_lane(joined):  # stored days come back sorted: no second copy
+            joined.index = pd.RangeIndex(len(joined))
+            self.frame = joined
+        else:
+            self.frame = joined.sort_values(["race_date", "race_id", "lane"], ignore_index=True)
         self.races = races.sort_values(["race_date", "race_id"], ignore_index=True)
         self.days = self.frame["race_date"].to_numpy("datetime64[D]").astype(np.int64)
         self.race_days = self.races["race_date"].to_numpy("datetime64[D]").astype(np.int64)
@@ -251,6 +259,8 @@ class RunHistory:
         }
         self._key_indexes: dict[tuple[str, ...], _KeyIndex] = {}
         self._window_indexes: dict[tuple, _WindowIndex] = {}
+        self._converters = [(name, self.arrays[name], self._converter(name)) for name in self.names]
+        self._rows: dict[int, dict] = {}
 
     def _array(self, name: str) -> np.ndarray:
         column = self.frame[name]
@@ -267,15 +277,26 @@ class RunHistory:
         array.flags.writeable = False
         return array
 
-    def python_values(self, name: str, positions: np.ndarray) -> list:
-        values = self.arrays[name][positions]
-        if values.dtype.kind == "f":
+    def _converter(self, name: str):
+        """Makes one value of `arrays[name]` a Python value: None for NULL, a nullable int
+        (held as float) an int again, a day its 'YYYY-MM-DD' text."""
+        kind = self.arrays[name].dtype.kind
+        if kind == "f":
             if name in self._nullable_ints:
-                return [None if v != v else int(v) for v in values.tolist()]
-            return [None if v != v else v for v in values.tolist()]
-        if values.dtype.kind == "M":
-            return [str(v) for v in values]
-        return values.tolist()
+                return lambda v: None if v != v else int(v)
+            return lambda v: None if v != v else float(v)
+        converters = {"M": str, "i": int, "u": int, "b": bool}
+        return converters.get(kind, lambda v: v)
+
+    def row(self, position: int) -> dict:
+        """The history entry at `position` as a dict (None for NULL); shared, do not change."""
+        row = self._rows.get(position)
+        if row is None:
+            if len(self._rows) >= ROW_CACHE_SIZE:
+                self._rows.clear()
+            row = {name: convert(array[position]) for name, array, convert in self._converters}
+            self._rows[position] = row
+        return row
 
     def index_lookups(self) -> None:
         """Builds the indexes behind `History.racer`, `.motor` and `.venue_lane`."""
@@ -297,6 +318,19 @@ class RunHistory:
         return History(self, day, history_days)
 
 
+def _sorted_by_day_race_lane(frame: pd.DataFrame) -> bool:
+    """Whether the rows are in (race_date, race_id, lane) order, no two with the same key."""
+    if len(frame) < 2:
+        return True
+    decided = np.zeros(len(frame) - 1, dtype=bool)  # ordered by an earlier key already
+    for column in ("race_date", "race_id", "lane"):
+        step = np.diff(frame[column].to_numpy("int64"))
+        if ((step < 0) & ~decided).any():
+            return False
+        decided |= step > 0
+    return bool(decided.all())
+
+
 class History:
     """What a set may read while computing day D: entries and races of `[D - W, D - 1]`."""
 
@@ -306,6 +340,7 @@ class History:
         self.history_days = history_days
         self._end = day_number(day)
         self._start = self._end - history_days
+        self._bounds = np.array([self._start, self._end], dtype=np.int64)
 
     def _slice(self, days: np.ndarray) -> slice:
         return slice(*np.searchsorted(days, [self._start, self._end]))
@@ -322,7 +357,7 @@ class History:
     def _lookup(self, columns: tuple[str, ...], key: Sequence[int]) -> Rows:
         index = self._run.key_index(columns)
         start, end = index.groups.get(_pack_key(key), (0, 0))
-        first, after = start + np.searchsorted(index.days[start:end], [self._start, self._end])
+        first, after = start + np.searchsorted(index.days[start:end], self._bounds)
         return Rows(self._run, index.order[first:after])
 
     def racer(self, racer_id: int) -> Rows:
