@@ -382,6 +382,8 @@ class DailyParquetStorage:
             arrow = arrow.select(schema.names)
         # split_blocks + self_destruct: each column's Arrow memory is freed once converted
         frame = arrow.to_pandas(split_blocks=True, self_destruct=True)
+        del arrow, dataset
+        pa.default_memory_pool().release_unused()  # the files' buffers, back to the system
         frame.attrs["snapshot_at"] = stamps  # day -> snapshot time, for `ReadInputs`
         return frame
 
@@ -438,7 +440,8 @@ class DailyParquetStorage:
 
 def _day_slices(table: str, frame: pd.DataFrame, days: Sequence[str]) -> list[tuple[str, pa.Table]]:
     """(day, rows of the day without `race_date`) for each of `days`."""
-    frame = frame.sort_values(PARTITION_COLUMN, kind="stable", ignore_index=True)
+    if not frame[PARTITION_COLUMN].is_monotonic_increasing:  # sorted already: no copy
+        frame = frame.sort_values(PARTITION_COLUMN, kind="stable", ignore_index=True)
     row_days = day_labels(frame[PARTITION_COLUMN])
     unexpected = sorted(set(row_days) - set(days))
     if unexpected:

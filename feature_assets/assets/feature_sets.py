@@ -166,6 +166,7 @@ class _DayWriter:
     as it is done and a fast one does not pay that check per day."""
 
     FLUSH_SECONDS = 10.0
+    FLUSH_DAYS = 366  # days per write at most: its copies (concat, Arrow) stay a year's size
 
     def __init__(self, context, feature_set: FeatureSet, raw_race_entries: pd.DataFrame):
         self.context = context
@@ -203,10 +204,21 @@ class _DayWriter:
 
     def flush(self) -> None:
         self.flushed_at = time.monotonic()
-        if not self.buffer:
-            return
-        name = self.feature_set.name
         outcomes, self.buffer = self.buffer, []
+        chunks: list[list[Outcome]] = [[]]
+        days_in_chunk = 0
+        for outcome in outcomes:
+            if chunks[-1] and days_in_chunk + len(outcome.days) > self.FLUSH_DAYS:
+                chunks.append([])
+                days_in_chunk = 0
+            chunks[-1].append(outcome)
+            days_in_chunk += len(outcome.days)
+        for chunk in chunks:
+            if chunk:
+                self._write(chunk)
+
+    def _write(self, outcomes: list[Outcome]) -> None:
+        name = self.feature_set.name
         days = [day for outcome in outcomes for day in outcome.days]
         rows = pd.concat([outcome.rows for outcome in outcomes], ignore_index=True)
         superseded = set(self.storage.write_tables({name: rows}, days, inputs=self._inputs(days)))
