@@ -19,7 +19,7 @@ unset: the embedded default keeps all its state beside the local Dagster instanc
   transaction; 366) and _READ_ATTEMPTS (tries of a read whose connection was lost; 3): the
   bounds of a source read, see `feature_assets.source.ReadLimits`.
 - FEATURE_ASSETS_SOURCE_READER: how a MySQL source is read, `arrow` (connectorx, the
-  default: one statement per run, about six times faster) or `pymysql` (in windows of
+  default: one statement per run, about four times faster) or `pymysql` (in windows of
   _WINDOW_DAYS, for a server or proxy connectorx cannot talk to); see `feature_assets.source`.
 - FEATURE_ASSETS_FEATURE_SETS: importable modules (comma-separated) that declare feature
   sets besides those in `feature_assets/feature_sets/`; default none.

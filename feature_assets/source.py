@@ -2,7 +2,7 @@
 
 MySQL has two readers (`READERS`, chosen by FEATURE_ASSETS_SOURCE_READER): `arrow`, the
 default, reads through connectorx (`feature_assets.source_arrow`, one statement for a run's
-range, about six times faster); `pymysql`, described here, serves sources the Arrow reader
+range, about four times faster); `pymysql`, described here, serves sources the Arrow reader
 cannot (a server or proxy it does not speak to). Both give the same frames, bit for bit.
 
 The pymysql reader reads its range of days through one connection, in windows of whole days

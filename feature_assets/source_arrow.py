@@ -1,5 +1,6 @@
 """The Arrow-native MySQL reader (connectorx): the same snapshot as `feature_assets.source`'s
-pymysql reader, bit for bit, about six times faster and in a third of the memory.
+pymysql reader, bit for bit, about four times faster (ten years: 2.8 s against 10.8 s, at
+about the same peak memory, ~590 MB).
 
 What it keeps of the pymysql reader's promises, and how:
 
@@ -38,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pymysql
 
+from feature_assets import release_unused_memory
 from feature_assets.racing.schema import (
     RACE_ENTRIES_COLUMNS,
     RACES_COLUMNS,
@@ -181,7 +183,7 @@ def _split(table: pa.Table, counted: bool):
     if with_entry.null_count:  # races without entries
         table = table.filter(pc.is_valid(with_entry))
     entries = _frame(table, RACE_ENTRIES_COLUMNS)
-    pa.default_memory_pool().release_unused()  # the joined rows' memory, back to the system
+    release_unused_memory()  # the joined rows' memory, back to the system
     return races, entries, taken_at, None if outside is None else int(outside)
 
 

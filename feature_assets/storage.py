@@ -36,6 +36,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from feature_assets import release_unused_memory
 from feature_assets.dates import compact_days, day_labels
 
 PARTITION_COLUMN = "race_date"
@@ -383,7 +384,7 @@ class DailyParquetStorage:
         # split_blocks + self_destruct: each column's Arrow memory is freed once converted
         frame = arrow.to_pandas(split_blocks=True, self_destruct=True)
         del arrow, dataset
-        pa.default_memory_pool().release_unused()  # the files' buffers, back to the system
+        release_unused_memory()  # the files' buffers, back to the system
         frame.attrs["snapshot_at"] = stamps  # day -> snapshot time, for `ReadInputs`
         return frame
 

@@ -33,7 +33,7 @@ from dagster import (
 )
 from dagster._core.storage.tags import RETRY_ON_ASSET_OR_OP_FAILURE_TAG
 
-from feature_assets import settings
+from feature_assets import release_unused_memory, settings
 from feature_assets.assets.checks import check_result, feature_rows_by_day, log_day_evaluations
 from feature_assets.assets.day_metadata import add_metadata_by_day
 from feature_assets.dates import compact_days
@@ -125,8 +125,9 @@ def feature_set_asset(feature_set: FeatureSet) -> AssetsDefinition:
         workers = min(settings.workers(), len(days))
         context.log.info(f"{feature_set.name}: {len(days)} day(s) on {workers} worker(s)")
         outcomes = run_days(
-            feature_set, raw_races, raw_race_entries, days, workers, writer.on_result
+            feature_set, raw_races, raw_race_entries, days, workers, writer.on_result, False
         )
+        release_unused_memory()  # the run's history, freed, back to the system
         writer.flush()
         failed = [outcome for outcome in outcomes if not outcome.ok] + writer.superseded
         features = writer.features()
@@ -234,9 +235,11 @@ class _DayWriter:
                 self.seconds_per_race.update(dict.fromkeys(kept, outcome.seconds / outcome.races))
 
     def features(self) -> pd.DataFrame:
-        if not self.frames:
+        """The written rows in one frame; the writer lets go of its pieces."""
+        frames, self.frames = self.frames, []
+        if not frames:
             return empty_output(self.feature_set)
-        return pd.concat(self.frames, ignore_index=True)
+        return pd.concat(frames, ignore_index=True)
 
 
 def _superseded(name: str, day: str) -> str:

@@ -280,17 +280,20 @@ def run_days(
     days: Iterable[str],
     workers: int = 1,
     on_result: Callable[[Outcome], None] = lambda outcome: None,
+    keep_rows: bool = True,
 ) -> list[Outcome]:
     """Computes `feature_set` for each of `days` from the loaded raw rows (which cover at
     least D-history_days .. D of each day); calls `on_result` with each outcome (one day,
     or a batch of days) as soon as it is known, in this process. Returns every outcome,
-    sorted by day; together they hold each of `days` exactly once."""
+    sorted by day; together they hold each of `days` exactly once. With `keep_rows=False`
+    the returned outcomes carry no rows (`on_result` had them): a ten-year run does not
+    hold its features twice."""
     run, invalid = prepare(feature_set, races, entries, days)
     outcomes = []
 
     def finish(outcome: Outcome) -> None:
-        outcomes.append(outcome)
         on_result(outcome)
+        outcomes.append(outcome if keep_rows else dataclasses.replace(outcome, rows=None))
 
     for outcome in invalid:
         finish(outcome)
