@@ -20,20 +20,28 @@ DOCKERFILE = (REPO / "Dockerfile").read_text()
 
 
 LOCK = (REPO / "deploy" / "requirements.lock").read_text()
+TEST_LOCK = (REPO / "deploy" / "requirements-test.lock").read_text()
+README = (REPO / "README.md").read_text()
 
 
-def _pins() -> dict[str, str]:
-    pins = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", LOCK, re.M)
-    return {name.lower().replace("_", "-"): version for name, version in pins}
+def _pins(lock: str = LOCK) -> dict[str, str]:
+    pins = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", lock, re.M)
+    return {_normalised(name): version for name, version in pins}
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def test_every_pin_carries_its_hashes_and_the_base_image_its_digest():
     """pip --require-hashes refuses a lock where one requirement lacks a hash; each entry
     here is `name==version \\` followed by its `--hash=sha256:` lines."""
-    entries = re.split(r"\n(?=\S)", LOCK.split("\n", 3)[3].strip())
-    assert len(entries) == len(_pins()) > 100
-    for entry in entries:
-        assert re.fullmatch(r"\S+==\S+( \\\n    --hash=sha256:[0-9a-f]{64})+", entry), entry
+    for lock in (LOCK, TEST_LOCK):
+        entries = re.split(r"\n(?=[^#\s])", lock.split("\n#", 3)[-1].split("\n", 1)[1].strip())
+        assert len(entries) == len(_pins(lock)) > 10
+        for entry in entries:
+            assert re.fullmatch(r"\S+==\S+( \\\n    --hash=sha256:[0-9a-f]{64})+", entry), entry
+    assert not _pins(LOCK).keys() & _pins(TEST_LOCK).keys()  # one pin per package
     assert "setuptools" in _pins()  # our package builds without fetching a build backend
     assert re.search(
         r"^FROM python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}$", DOCKERFILE, re.M
@@ -42,14 +50,36 @@ def test_every_pin_carries_its_hashes_and_the_base_image_its_digest():
     assert "--no-build-isolation ." in DOCKERFILE
 
 
+def test_readme_commands_install_the_locks_and_nothing_unpinned():
+    """The registry gaining a release cannot change what the README's commands install:
+    every package comes from a hashed lock, our own package is built with --no-deps."""
+    demo, tests = re.findall(r"^python3\.11 -m venv .*$", README, re.M)[:2]
+    runtime = "pip install --no-deps --require-hashes -r deploy/requirements.lock"
+    assert runtime + " && pip install --no-deps --no-build-isolation -e . &&" in demo
+    assert runtime + " -r deploy/requirements-test.lock && pip install --no-deps" in tests
+    for command in (demo, tests):
+        installs = re.findall(r"pip install [^&]*", command)
+        assert all("--no-deps" in install for install in installs), installs
+    assert tests in (REPO / ".ci" / "run").read_text()
+
+
 def test_every_dependency_is_pinned_at_the_version_under_test():
-    pins = _pins()
+    runtime, test_only = _pins(), _pins(TEST_LOCK)
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    for dependency in project["dependencies"]:
-        name = Requirement(dependency).name.lower().replace("_", "-")
-        assert name in pins, f"{name} is not pinned in deploy/requirements.lock"
-        assert Requirement(dependency).specifier.contains(pins[name]), (name, pins[name])
-        assert importlib.metadata.version(name) == pins[name], f"tests run another {name}"
+    for pins, dependencies in (
+        (runtime, project["dependencies"]),
+        (runtime | test_only, project["optional-dependencies"]["test"]),
+    ):
+        for dependency in dependencies:
+            name = _normalised(Requirement(dependency).name)
+            assert name in pins, f"{name} is not pinned in deploy/requirements*.lock"
+            assert Requirement(dependency).specifier.contains(pins[name]), (name, pins[name])
+    for name, version in (runtime | test_only).items():
+        assert importlib.metadata.version(name) == version, f"tests run another {name}"
+    check = subprocess.run(
+        [sys.executable, "-m", "pip", "check"], capture_output=True, text=True
+    )  # the locks with --no-deps leave no dependency out
+    assert check.returncode == 0, check.stdout
 
 
 def test_image_is_slim_non_root_and_serves_the_code_location_of_the_helm_values():
