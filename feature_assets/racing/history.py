@@ -105,7 +105,9 @@ class Day:
     def each_race(self) -> Iterator[Race]:
         entries = self.entries
         race_ids = entries["race_id"].to_numpy()
-        starts = np.flatnonzero(np.r_[True, race_ids[1:] != race_ids[:-1]]) if len(race_ids) else []
+        if not len(race_ids):  # a day without races
+            return
+        starts = np.flatnonzero(np.r_[True, race_ids[1:] != race_ids[:-1]])
         ends = [*starts[1:], len(race_ids)]
         rows = {row["race_id"]: row for row in self.races.to_dict("records")}
         for start, end in zip(starts, ends, strict=True):
