@@ -14,3 +14,9 @@ def release_unused_memory() -> None:
     arena (the Parquet writer threads) is otherwise not reused by this one: a ten-year
     feature step peaked 70 MB higher for it."""
     _pyarrow.default_memory_pool().release_unused()
+
+
+# what a feature set's author imports: `from feature_assets import per_race, per_day`
+from feature_assets.racing.feature_set import per_day, per_race  # noqa: E402
+
+__all__ = ["per_day", "per_race", "release_unused_memory"]

@@ -451,16 +451,15 @@ def _follow_search(study, heartbeat: int) -> dict[str, int]:
 )
 def check_leakage_command(set_name: str, sample: int) -> None:
     """Recompute stored days of SET from a source cut at each day and report every value
-    that differs: proof that its code does not look ahead, even around the API.
+    that differs, and every file, database or network address its code opens outside that
+    cut: proof that it does not look ahead, even around the API.
 
     Each sampled day D is computed again with the source holding only rows up to D, D's
-    results hidden, and no stored Parquet to read. Exits 1 when any value differs.
+    results hidden, and no stored Parquet to read. Exits 1 on any finding.
     """
     from feature_assets.day_status import days_by_state
     from feature_assets.feature_sets import feature_set
-    from feature_assets.leakage import check_leakage, sample_days
-    from feature_assets.resources import STORED_SCHEMAS, SourceDatabase
-    from feature_assets.storage import DailyParquetStorage
+    from feature_assets.leakage import check_stored_days, sample_days
 
     try:
         chosen = feature_set(set_name)
@@ -471,21 +470,18 @@ def check_leakage_command(set_name: str, sample: int) -> None:
     days = sample_days(state.materialized, sample)
     if not days:
         raise click.ClickException(f"{chosen.name} has no materialised day to check yet")
-    storage = DailyParquetStorage(settings.storage_url())
-    stored = storage.read_days(chosen.name, days, STORED_SCHEMAS[chosen.name])
-    source = SourceDatabase(
-        url=os.environ.get("FEATURE_ASSETS_SOURCE_URL") or settings.default_source_url()
-    )
-    first = dt.date.fromisoformat(days[0]) - dt.timedelta(days=chosen.history_days)
-    snapshot = source.read_snapshot(first, dt.date.fromisoformat(days[-1]))
+    source_url = os.environ.get("FEATURE_ASSETS_SOURCE_URL") or settings.default_source_url()
     click.echo(f"Recomputing {len(days)} day(s) of {chosen.name} from a source cut at each day ...")
-    found = check_leakage(chosen, days, stored, snapshot.races, snapshot.entries)
+    found = check_stored_days(chosen, days, settings.storage_url(), source_url)
     if not found:
         click.echo(
             f"No leak: {len(days)} day(s) ({', '.join(days)}) recompute to the stored values."
         )
         return
-    click.echo(f"LEAK: {len(found)} value(s) differ from what the source cut at their day gives:")
+    click.echo(
+        f"LEAK: {len(found)} finding(s): values that differ from what the source cut at their"
+        " day gives, or what the set's code opened outside that cut:"
+    )
     for difference in found[:50]:
         click.echo(f"  {difference.describe()}")
     if len(found) > 50:

@@ -1,18 +1,26 @@
-"""`check-leakage`: recompute stored days of a set from a source cut at D, and compare.
+"""`check-leakage`: recompute stored days of a set from a source cut at D, and compare;
+and record everything the set's code opens meanwhile.
 
 For each sampled day D the set is computed again with everything it could reach cut at D:
 a temporary SQLite source holding only the rows dated up to D, with D's results
 (`finish_position`, `start_timing`) set to NULL, and an empty storage folder;
 FEATURE_ASSETS_SOURCE_URL and FEATURE_ASSETS_STORAGE_URL point at them while it runs. A
-set that only uses the API gets the same values; one whose code reaches around the API
-(reads the database or the Parquet files itself) and looks ahead gets other values, and
-every such value is reported. The framework's own columns (keys, labels) are not compared.
+set that only uses the API gets the same values; one that reads the source through those
+variables and looks ahead gets other values, and every such value is reported. The
+framework's own columns (keys, labels) are not compared.
+
+While the set's function runs, `access_recorder` records every file, database and network
+address it opens outside that cut copy (a URL or path it holds, the stored Parquet of
+another set); each one is reported with the set, the day and the line of the set's code.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
+import functools
+import inspect
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -21,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from feature_assets.access_recorder import Access, AccessRecorder
 from feature_assets.racing.engine import run_days
 from feature_assets.racing.feature_set import FeatureSet
 from feature_assets.racing.history import RESULT_COLUMNS
@@ -67,26 +76,25 @@ def cut_at(races: pd.DataFrame, entries: pd.DataFrame, day: str):
 
 
 @contextlib.contextmanager
-def _cut_environment(races: pd.DataFrame, entries: pd.DataFrame) -> Iterator[None]:
+def _cut_environment(folder: Path, races: pd.DataFrame, entries: pd.DataFrame) -> Iterator[None]:
     from feature_assets import demo
 
-    with tempfile.TemporaryDirectory(prefix="feature-assets-leakage-") as folder:
-        url = f"sqlite:///{Path(folder) / 'cut.sqlite'}"
-        demo.load(url, demo.DemoData(races, entries, {}))
-        saved = {
-            k: os.environ.get(k)
-            for k in ("FEATURE_ASSETS_SOURCE_URL", "FEATURE_ASSETS_STORAGE_URL")
-        }
-        os.environ["FEATURE_ASSETS_SOURCE_URL"] = url
-        os.environ["FEATURE_ASSETS_STORAGE_URL"] = str(Path(folder) / "parquet")
-        try:
-            yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    folder.mkdir()
+    url = f"sqlite:///{folder / 'cut.sqlite'}"
+    demo.load(url, demo.DemoData(races, entries, {}))
+    saved = {
+        k: os.environ.get(k) for k in ("FEATURE_ASSETS_SOURCE_URL", "FEATURE_ASSETS_STORAGE_URL")
+    }
+    os.environ["FEATURE_ASSETS_SOURCE_URL"] = url
+    os.environ["FEATURE_ASSETS_STORAGE_URL"] = str(folder / "parquet")
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def differences(
@@ -135,24 +143,87 @@ def _plain(value):
     return None if pd.isna(value) else (value.item() if hasattr(value, "item") else value)
 
 
+@dataclasses.dataclass(frozen=True)
+class Reach:
+    """The set's code opened something outside the source cut at the day."""
+
+    day: str
+    feature_set: str
+    access: Access
+
+    def describe(self) -> str:
+        return (
+            f"{self.day} feature set {self.feature_set} {self.access.describe()}:"
+            " outside the source cut at the day (read through `history` instead)"
+        )
+
+
 def check_leakage(
     feature_set: FeatureSet,
     days: Sequence[str],
     stored: pd.DataFrame,
     races: pd.DataFrame,
     entries: pd.DataFrame,
-) -> list[Difference]:
+    watched: Sequence[str] = (),
+) -> list[Difference | Reach]:
     """Every value of `stored` (the set's rows of `days`) that differs when the day is
-    computed from the source cut at that day. `races`/`entries`: the source's rows of
-    D-history_days .. D for each day."""
-    found: list[Difference] = []
-    for day in sorted(days):
-        cut_races, cut_entries = cut_at(races, entries, day)
-        with _cut_environment(cut_races, cut_entries):
-            [result] = run_days(feature_set, cut_races, cut_entries, [day], workers=1)
-        of_day = stored[stored["race_date"] == pd.Timestamp(day)]
-        if not result.ok:
-            found.append(Difference(day, 0, 0, "(day)", "computed", result.error.splitlines()[0]))
-            continue
-        found += differences(feature_set, of_day, result.rows, day)
+    computed from the source cut at that day, and everything the set's code opened outside
+    the cut copy meanwhile (files, databases, network addresses; `watched`: the real storage
+    folder and SQLite source, watched for native reads too). `races`/`entries`: the source's
+    rows of D-history_days .. D for each day."""
+    found: list[Difference | Reach] = []
+    with tempfile.TemporaryDirectory(prefix="feature-assets-leakage-") as folder:
+        recorder = AccessRecorder([folder], _source_file(feature_set), watched)
+        recorded = dataclasses.replace(feature_set, function=_recording(feature_set, recorder))
+        try:
+            for day in sorted(days):
+                cut_races, cut_entries = cut_at(races, entries, day)
+                with _cut_environment(Path(folder) / day, cut_races, cut_entries):
+                    [result] = run_days(recorded, cut_races, cut_entries, [day], workers=1)
+                found += [Reach(day, feature_set.name, a) for a in recorder.take()]
+                of_day = stored[stored["race_date"] == pd.Timestamp(day)]
+                if not result.ok:
+                    error = result.error.splitlines()[0]
+                    found.append(Difference(day, 0, 0, "(day)", "computed", error))
+                    continue
+                found += differences(feature_set, of_day, result.rows, day)
+        finally:
+            recorder.close()
     return found
+
+
+def _recording(feature_set: FeatureSet, recorder: AccessRecorder):
+    """The set's function, recorded while it runs (and only then: the framework's own reads
+    around it are not the set's doing)."""
+
+    @functools.wraps(feature_set.function)
+    def recorded(*args, **kwargs):
+        with recorder.recording():
+            return feature_set.function(*args, **kwargs)
+
+    return recorded
+
+
+def _source_file(feature_set: FeatureSet) -> str | None:
+    try:
+        return inspect.getsourcefile(feature_set.function)
+    except TypeError:  # defined interactively
+        return None
+
+
+def check_stored_days(
+    feature_set: FeatureSet, days: Sequence[str], storage_url: str, source_url: str
+) -> list[Difference | Reach]:
+    """`check_leakage` of `days` as stored at `storage_url`, from the source at `source_url`."""
+    from feature_assets.resources import STORED_SCHEMAS, SourceDatabase
+    from feature_assets.storage import DailyParquetStorage
+
+    storage = DailyParquetStorage(storage_url)
+    stored = storage.read_days(feature_set.name, days, STORED_SCHEMAS.get(feature_set.name))
+    source = SourceDatabase(url=source_url)
+    first = dt.date.fromisoformat(days[0]) - dt.timedelta(days=feature_set.history_days)
+    snapshot = source.read_snapshot(first, dt.date.fromisoformat(days[-1]))
+    watched = [storage.root] if storage.is_local else []
+    if source.location.kind == "sqlite":
+        watched.append(source.location.database)
+    return check_leakage(feature_set, days, stored, snapshot.races, snapshot.entries, watched)
