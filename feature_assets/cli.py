@@ -171,7 +171,11 @@ def _status_lines(state, verbose: bool) -> list[str]:
         causes = state.failures_by_cause()
         lines.append(f"  failed, by cause ({len(causes)}):")
         for cause, days in causes[:CAUSES_SHOWN]:
-            lines.append(_shorten(f"    {_days_summary(days)}: {cause}"))
+            # the cause groups days by their error with race ids blanked; the line shows
+            # the first day's own race_id, which a person looks up
+            first = state.example(days)
+            on_first = f", first on {days[0]}" if len(days) > 1 and first != cause else ""
+            lines.append(_shorten(f"    {_days_summary(days)}{on_first}: {first}"))
         if len(causes) > CAUSES_SHOWN:
             lines.append(f"    ... {len(causes) - CAUSES_SHOWN} more causes (--verbose shows all)")
     if state.missing:

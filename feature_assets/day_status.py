@@ -55,11 +55,13 @@ RUNS_SEARCHED_FOR_ERRORS = 1000
 
 @dataclass(frozen=True)
 class DayError:
-    """Why a day failed: `cause` groups days alike, `detail` is this day's own account."""
+    """Why a day failed: `cause` groups days alike (race ids and pids blanked), `example` is
+    the cause with this day's own numbers, `detail` this day's full account."""
 
     cause: str
     detail: str
     run_id: str
+    example: str = ""
 
 
 @dataclass
@@ -85,6 +87,11 @@ class AssetDays:
             by_cause.setdefault(error.cause if error else UNKNOWN_CAUSE, []).append(day)
         return sorted(by_cause.items(), key=lambda item: (-len(item[1]), item[1][0]))
 
+    def example(self, days: list[str]) -> str:
+        """The cause of a group of `days` as its first day has it: its race_id, not N."""
+        error = self.errors.get(days[0])
+        return (error.example or error.cause) if error else UNKNOWN_CAUSE
+
     def as_json(self) -> dict:
         return {
             "asset": self.asset,
@@ -95,7 +102,12 @@ class AssetDays:
             "missing": compact_days(self.missing).split(", ") if self.missing else [],
             "stale": compact_days(self.stale).split(", ") if self.stale else [],
             "causes": [
-                {"cause": cause, "days": compact_days(days).split(", ")}
+                {
+                    "cause": cause,
+                    "days": compact_days(days).split(", "),
+                    "first_day": days[0],
+                    "first": self.example(days),
+                }
                 for cause, days in self.failures_by_cause()
             ],
             "errors": {
@@ -204,9 +216,12 @@ def run_errors(
                     run_id,
                 )
             elif day in errors_by_day:
-                detail = errors_by_day[day].split(f"day {day}: ", 1)[-1]
+                own = _without_set_and_day(errors_by_day[day], day)
                 result[day] = DayError(
-                    _without_numbers(detail), f"run {run_id[:8]}: {errors_by_day[day]}", run_id
+                    _without_numbers(own),
+                    f"run {run_id[:8]}: {errors_by_day[day]}",
+                    run_id,
+                    own,
                 )
             else:
                 result[day] = DayError(cause, f"run {run_id[:8]}: {cause}", run_id)
@@ -240,6 +255,11 @@ def _metadata_json(data, key: str) -> dict:
 
 def _invalid_races_by_day(data) -> dict[str, list[str]]:
     return _metadata_json(data, INVALID_RACES_BY_DAY)
+
+
+def _without_set_and_day(detail: str, day: str) -> str:
+    """'feature set X, day D, race_id 7: E' -> 'race_id 7: E' (the status names X and D)."""
+    return re.sub(rf"^feature set \S+, day {day}(: |, )", "", detail.splitlines()[0])
 
 
 def _without_numbers(detail: str) -> str:

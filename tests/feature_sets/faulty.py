@@ -24,3 +24,11 @@ def dies_on_day(race, history):
     if race.day == os.environ.get("FAULTY_DAY") and multiprocessing.parent_process():
         os.kill(os.getpid(), signal.SIGKILL)
     return _rows(race)
+
+
+@per_race(history_days=0, columns={"entries": "int"})
+def fails_race_two(race, history):
+    """Fails the second race of every day: the same cause on many days, another race each."""
+    if race.row["race_no"] == 2:
+        raise ValueError("bar too high")
+    return _rows(race)
