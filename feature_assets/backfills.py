@@ -154,3 +154,56 @@ def backfill_progress(instance: DagsterInstance, backfill_ids: Sequence[str]) ->
 def chunks(days: Sequence[str], size: int) -> list[list[str]]:
     days = sorted(days)
     return [days[i : i + size] for i in range(0, len(days), size)]
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One ranged run of a backfill run in this process: assets over first..last."""
+
+    assets: tuple[str, ...]
+    first: str
+    last: str
+
+
+def runs_in_order(
+    days_by_asset: Mapping[str, Sequence[str]], days_per_run: int | None = None
+) -> list[PlannedRun]:
+    """The ranged runs that store exactly `days_by_asset`: the raw days first (the features
+    read them), then the feature sets, sets with the same days sharing each run; one run
+    per range of consecutive days, at most `days_per_run` days each."""
+    days_by_asset = with_raw_assets_together(days_by_asset)
+    groups: dict[tuple[str, ...], list[str]] = {}
+    raw = tuple(a for a in RAW_ASSETS if a in days_by_asset)
+    if raw:
+        groups[raw] = days_by_asset[raw[0]]
+    by_days: dict[tuple[str, ...], list[str]] = {}
+    for asset, days in sorted(days_by_asset.items()):
+        if asset not in RAW_ASSETS:
+            by_days.setdefault(tuple(days), []).append(asset)
+    groups.update({tuple(assets): list(days) for days, assets in by_days.items()})
+    runs = []
+    for assets, days in groups.items():
+        for first, last in day_ranges(days):
+            span = [day for day in sorted(days) if first <= day <= last]
+            for chunk in chunks(span, days_per_run or len(span)):
+                runs.append(PlannedRun(assets, chunk[0], chunk[-1]))
+    return runs
+
+
+def run_in_process(instance: DagsterInstance, run: PlannedRun, title: str):
+    """Materialises `run` here, as `dagster asset materialize --partition-range` does: the
+    instance records the run and its days like any other. Returns Dagster's result."""
+    from feature_assets.definitions import defs
+
+    job = defs.resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(
+        instance=instance,
+        asset_selection=[AssetKey(asset) for asset in run.assets],
+        tags={
+            "dagster/asset_partition_range_start": run.first,
+            "dagster/asset_partition_range_end": run.last,
+            "feature_assets/backfill": title,
+        },
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        raise_on_error=False,
+    )

@@ -308,6 +308,8 @@ def backfill(
         if not days_by_asset:
             click.echo("Nothing to backfill: every selected day is in place.")
             return
+        if wait and not _daemon_runs(instance):
+            sys.exit(_backfill_here(instance, days_by_asset, title, days_per_run))
         _warn_without_daemon(instance)
 
         if days_per_run is None:
@@ -336,10 +338,37 @@ def backfill(
             sys.exit(1 if progress.failed else 0)
 
 
+def _daemon_runs(instance) -> bool:
+    """A backfill daemon has beaten in the last two minutes for this instance."""
+    beat = instance.get_daemon_heartbeats().get("BACKFILL")
+    return beat is not None and time.time() - beat.timestamp <= 120
+
+
+def _backfill_here(instance, days_by_asset, title: str, days_per_run: int | None) -> int:
+    """Without a daemon, `--wait` runs the backfill's ranged runs in this process, raw days
+    first; returns the exit code (1 when a run failed)."""
+    from feature_assets.backfills import run_in_process, runs_in_order
+
+    runs = runs_in_order(days_by_asset, days_per_run)
+    click.echo(
+        f"No dagster-daemon runs for this instance: running the backfill here as {len(runs)}"
+        " ranged run(s), as `dagster asset materialize` would."
+    )
+    failed = 0
+    for run in runs:
+        result = run_in_process(instance, run, title)
+        state = "done" if result.success else "FAILED"
+        click.echo(
+            f"  {', '.join(run.assets)} {run.first}...{run.last}: {state} (run {result.run_id})"
+        )
+        failed += not result.success
+    if failed:
+        click.echo(f"{failed} run(s) failed; `feature-assets status` says why.", err=True)
+    return 1 if failed else 0
+
+
 def _warn_without_daemon(instance, what: str = "the backfill waits") -> None:
-    heartbeats = instance.get_daemon_heartbeats()
-    beat = heartbeats.get("BACKFILL")
-    if beat is None or time.time() - beat.timestamp > 120:
+    if not _daemon_runs(instance):
         click.echo(
             f"Warning: no dagster-daemon is running for this instance; {what}"
             " until one starts (`dagster dev` or `dagster-daemon run`).",
@@ -494,7 +523,11 @@ def check_leakage_command(set_name: str, sample: int) -> None:
 
 
 @main.command()
-@click.option("--days", type=click.IntRange(min=1), help="Days to backfill.")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    help="Days to backfill (with --set, default: every partition of the set).",
+)
 @click.option(
     "--seconds-per-day",
     type=click.FloatRange(min=0, min_open=True),
@@ -564,8 +597,12 @@ def plan(
     if trials:
         _plan_search(trials, seconds_per_trial, study, parallel, cluster_options)
         return
+    if days is None and set_name:
+        from feature_assets.partitions import daily_partitions
+
+        days = len(daily_partitions.get_partition_keys())  # the set's every partition
     if days is None:
-        raise click.UsageError("give --days (a backfill) or --trials (a search)")
+        raise click.UsageError("give --days (a backfill), --set NAME or --trials (a search)")
     if set_name or seconds_per_race:
         _plan_feature_set(
             days, set_name, seconds_per_race, races_per_day, target_minutes, cluster_options

@@ -90,3 +90,51 @@ def test_runs_get_a_runtime_limit_from_their_size():
         "raw_races": ["a", "b"],
         "raw_race_entries": ["a", "b"],
     }
+
+
+def test_runs_in_order_store_raw_days_first_then_sets_by_ranges():
+    from feature_assets.backfills import PlannedRun, runs_in_order
+
+    runs = runs_in_order(
+        {
+            "raw_races": ["2024-01-01", "2024-01-02", "2024-01-05"],
+            "racer_form": ["2024-01-02", "2024-01-05"],
+            "race_context": ["2024-01-02", "2024-01-05"],
+            "race_features": ["2024-01-01", "2024-01-02", "2024-01-03"],
+        },
+        days_per_run=2,
+    )
+    raw = ("raw_races", "raw_race_entries")
+    assert runs == [
+        PlannedRun(raw, "2024-01-01", "2024-01-02"),
+        PlannedRun(raw, "2024-01-05", "2024-01-05"),
+        PlannedRun(("race_context", "racer_form"), "2024-01-02", "2024-01-02"),
+        PlannedRun(("race_context", "racer_form"), "2024-01-05", "2024-01-05"),
+        PlannedRun(("race_features",), "2024-01-01", "2024-01-02"),
+        PlannedRun(("race_features",), "2024-01-03", "2024-01-03"),
+    ]
+
+
+def test_wait_without_a_daemon_runs_the_backfill_here(tmp_path, monkeypatch):
+    """As "Add your own features" has it: no daemon, `--wait` still ends with the days."""
+    import datetime as dt
+
+    from feature_assets import demo
+    from feature_assets.day_status import days_by_state
+
+    env = _environment(tmp_path, FEATURE_ASSETS_START_DATE="2024-01-01")
+    source = tmp_path / "dagster_home" / "data" / "demo.sqlite"
+    demo.load(f"sqlite:///{source}", demo.generate(dt.date(2024, 1, 1), days=12, races_per_day=3))
+    run = subprocess.run(
+        ["feature-assets", "backfill", "--range", "2024-01-08...2024-01-10", "--assets",
+         "racer_form", "--wait"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+    assert "No dagster-daemon runs for this instance: running the backfill here" in run.stdout
+    monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
+    with DagsterInstance.get() as instance:
+        assert instance.get_backfills() == []  # nothing left queued for a daemon
+        raw, form = days_by_state(instance, ["raw_race_entries", "racer_form"])
+    assert form.materialized == ["2024-01-08", "2024-01-09", "2024-01-10"]
+    assert raw.materialized[:1] == ["2024-01-01"] and "2024-01-10" in raw.materialized

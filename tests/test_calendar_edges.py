@@ -140,3 +140,21 @@ def test_training_data_reads_a_window_with_race_free_days(stored):
     assert window.days == days and window.invalid_days == []
     table = training_data.assemble(storage, SETS, window.days, lambda day: "train")
     assert len(table) == len(generated.entries)
+
+
+def test_read_features_gives_real_dates_and_only_the_days_asked(stored):
+    from feature_assets import read_features
+
+    storage = stored[3]
+    frame = read_features("racer_form", "2024-01-05", dt.date(2024, 1, 9), storage.url)
+    assert frame["race_date"].dtype == "datetime64[ns]"
+    # 2024-01-05 is race-free; a categorical race_date raised on .min()
+    assert frame["race_date"].min() == pd.Timestamp(_day(ONE_ENTRY_DAY))
+    assert frame["race_date"].max() == pd.Timestamp("2024-01-09")
+    assert list(frame.columns) == list(racer_form.output_columns)
+    everything = read_features("racer_form", storage_url=storage.url)
+    assert len(everything) == len(stored[4].entries)
+    none = read_features("racer_form", _day(1), _day(4), storage.url)  # race-free days
+    assert none.empty and list(none.columns) == list(racer_form.output_columns)
+    with pytest.raises(KeyError, match="no feature set or raw asset named 'nope'"):
+        read_features("nope", storage_url=storage.url)
