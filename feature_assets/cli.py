@@ -287,9 +287,7 @@ def backfill(
 
     with _instance() as instance:
         if stale:
-            days_by_asset = {
-                name: stale_days(instance, name, feature_set(name).code_version) for name in sets
-            }
+            days_by_asset = {name: stale_days(instance, feature_set(name)) for name in sets}
             title = "feature-assets: stale days (code changed)"
         elif missing or failed:
             states = days_by_state(instance, selected)

@@ -33,6 +33,7 @@ from feature_assets.assets.feature_sets import (
 from feature_assets.dates import compact_days
 from feature_assets.feature_sets import registered_sets
 from feature_assets.partitions import daily_partitions
+from feature_assets.racing.feature_set import FeatureSet
 
 RAW_ASSETS = ("raw_races", "raw_race_entries")  # one snapshot: always together
 
@@ -41,8 +42,8 @@ def feature_set_names() -> tuple[str, ...]:
     return tuple(feature_set.name for feature_set in registered_sets())
 
 
-def _code_version(name: str) -> str:
-    return next(s.code_version for s in registered_sets() if s.name == name)
+def _feature_set(name: str) -> FeatureSet:
+    return next(s for s in registered_sets() if s.name == name)
 
 
 def all_assets() -> tuple[str, ...]:
@@ -144,7 +145,7 @@ def days_by_state(
         if with_errors:
             days.errors = last_errors(instance, asset, days.failed)
         if asset in feature_set_names():
-            days.stale = stale_days(instance, asset, _code_version(asset))
+            days.stale = stale_days(instance, _feature_set(asset))
         result.append(days)
     return result
 
@@ -278,9 +279,10 @@ def first_error_line(instance: DagsterInstance, run_id: str) -> str:
     return f"run {run_id[:8]}: {error.cause}"
 
 
-def stale_days(instance: DagsterInstance, name: str, code_version: str) -> list[str]:
-    """The materialised days of feature set `name` whose stored rows were computed by other
-    code than `code_version` (each materialisation records the asset's code version)."""
+def stale_days(instance: DagsterInstance, feature_set: FeatureSet) -> list[str]:
+    """The materialised days of `feature_set` whose stored rows were computed by other code
+    than its current code (each materialisation records the asset's code version)."""
+    name, current = feature_set.name, feature_set.current_versions
     asset = AssetKey(name)
     latest = instance.get_latest_storage_id_by_partition(
         asset, DagsterEventType.ASSET_MATERIALIZATION
@@ -297,6 +299,6 @@ def stale_days(instance: DagsterInstance, name: str, code_version: str) -> list[
         ).records
         for record in records:
             tags = record.asset_materialization.tags or {}
-            if tags.get(CODE_VERSION_TAG) != code_version:
+            if tags.get(CODE_VERSION_TAG) not in current:
                 stale.append(day_of[record.storage_id])
     return sorted(stale)

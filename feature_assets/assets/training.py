@@ -132,11 +132,7 @@ def _refuse_stale_days(context, sets, days) -> None:
     stale = {
         s.name: found
         for s in sets
-        if (
-            found := [
-                d for d in stale_days(context.instance, s.name, s.code_version) if d in window
-            ]
-        )
+        if (found := [d for d in stale_days(context.instance, s) if d in window])
     }
     if stale:
         named = "; ".join(f"{name}: {compact_days(found)}" for name, found in stale.items())

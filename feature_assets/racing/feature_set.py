@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import inspect
 import re
 from collections.abc import Callable, Mapping
 
 import pandas as pd
 
+from feature_assets.racing import code_version as versions
 from feature_assets.racing import schema
 
 # The declared column types a set may use, and the stored (contract) dtype of each.
@@ -70,6 +70,7 @@ class FeatureSet:
     memory: str = "2Gi"
     description: str = ""
     batch_days: bool = False
+    version: str | None = None  # declared by hand: the set's days are stale when it changes
 
     def __post_init__(self) -> None:
         problems = []
@@ -118,19 +119,26 @@ class FeatureSet:
     def output_dtypes(self) -> dict[str, object]:
         return {c: pd.api.types.pandas_dtype(t) for c, t in self.output_columns.items()}
 
-    @property
+    @functools.cached_property
     def code_version(self) -> str:
-        """A hash of the source of the module that defines the set: editing the file (the
-        function, the declaration or a helper beside them) makes a new version."""
-        module = inspect.getmodule(self.function)
-        try:
-            source = inspect.getsource(module) if module else inspect.getsource(self.function)
-        except (OSError, TypeError):  # defined interactively: the function's bytecode
-            source = repr(self.function.__code__.co_code)
-        return hashlib.sha256(source.encode()).hexdigest()[:16]
+        """The declared `version`, else a hash of the set's parsed code: its function, its
+        declaration and the top-level helpers, constants and imports of its module that it
+        uses (`code_version.py`); comments, docstrings and formatting do not change it."""
+        return self.version or versions.code_version(self.function)
+
+    @functools.cached_property
+    def current_versions(self) -> frozenset[str]:
+        """Versions whose stored days are current: `code_version`, and the hash of the
+        module's text that this project recorded before it parsed the code (while that
+        text is unchanged, the days it tagged were computed by this very code)."""
+        if self.version:
+            return frozenset({self.version})
+        return frozenset({self.code_version, versions.text_version(self.function)})
 
 
-def _declare(per, name, history_days, columns, pass_through, cpus, memory, batch_days=False):
+def _declare(
+    per, name, history_days, columns, pass_through, cpus, memory, version, batch_days=False
+):
     def decorate(function: Callable) -> FeatureSet:
         return FeatureSet(
             name=name or function.__name__,
@@ -143,6 +151,7 @@ def _declare(per, name, history_days, columns, pass_through, cpus, memory, batch
             memory=memory,
             description=inspect.cleandoc(function.__doc__ or ""),
             batch_days=batch_days,
+            version=None if version is None else str(version),
         )
 
     return decorate
@@ -156,6 +165,7 @@ def per_race(
     pass_through: tuple[str, ...] = (),
     cpus: float = 1,
     memory: str = "2Gi",
+    version: str | None = None,
 ) -> Callable[[Callable], FeatureSet]:
     """Declares a set computed one race at a time: `function(race, history)`.
 
@@ -163,9 +173,11 @@ def per_race(
     `history` a `History` of the days D-history_days .. D-1 with lookups by racer, motor
     and venue+lane. It returns one row per entry, in the order of `race.entries`: a list
     of dicts or a DataFrame with the declared `columns` ("int", "float", "bool", "string").
-    `cpus` and `memory` are what a run of the set asks of a Kubernetes node.
+    `cpus` and `memory` are what a run of the set asks of a Kubernetes node. `version`, if
+    given, replaces the hash of the code (`FeatureSet.code_version`): the set's stored days
+    turn stale when you change it, and only then.
     """
-    return _declare("race", name, history_days, columns, pass_through, cpus, memory)
+    return _declare("race", name, history_days, columns, pass_through, cpus, memory, version)
 
 
 def per_day(
@@ -177,6 +189,7 @@ def per_day(
     cpus: float = 1,
     memory: str = "2Gi",
     batch_days: bool = False,
+    version: str | None = None,
 ) -> Callable[[Callable], FeatureSet]:
     """Declares a vectorised set computed one day at a time: `function(day, history)`.
 
@@ -191,7 +204,9 @@ def per_day(
     window ends the day before its own `race_date`, and the history's frames and lookups
     raise (they have no single day D). The values are the same as one day at a time.
     """
-    return _declare("day", name, history_days, columns, pass_through, cpus, memory, batch_days)
+    return _declare(
+        "day", name, history_days, columns, pass_through, cpus, memory, version, batch_days
+    )
 
 
 def empty_output(feature_set: FeatureSet) -> pd.DataFrame:
