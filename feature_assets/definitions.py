@@ -16,6 +16,7 @@ settings.enable_event_batches()  # this process's runs write their events in bat
 from feature_assets.alerts import slack_on_run_failure
 from feature_assets.assets.feature_sets import feature_set_asset
 from feature_assets.assets.raw import raw_snapshot
+from feature_assets.assets.stale import stale_days_check, stale_days_sensor
 from feature_assets.assets.training import training_data, tune_win_model, tuning_workers, win_model
 from feature_assets.automation import JOB_NAME, daily_race_features, recompute_after_corrections
 from feature_assets.feature_sets import registered_sets
@@ -31,9 +32,10 @@ race_features_job = define_asset_job(
 
 defs = Definitions(
     assets=[raw_snapshot, *feature_set_assets, training_data, win_model],
+    asset_checks=[stale_days_check(feature_set) for feature_set in registered_sets()],
     jobs=[race_features_job, tune_win_model],
     schedules=[daily_race_features],
-    sensors=[slack_on_run_failure, recompute_after_corrections, tuning_workers],
+    sensors=[slack_on_run_failure, recompute_after_corrections, tuning_workers, stale_days_sensor],
     resources=build_resources(),
     # The steps run one after the other in one process (features need the snapshot); a
     # feature set spreads its days over worker processes itself (FEATURE_ASSETS_WORKERS).

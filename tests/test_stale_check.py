@@ -1,0 +1,55 @@
+"""Stale days show on the asset: the `computed_by_current_code` check and its sensor."""
+
+import dataclasses
+import json
+
+from dagster import AssetCheckKey, AssetKey, build_sensor_context, instance_for_test
+
+from feature_assets import demo
+from feature_assets.assets.stale import CHECK_NAME, check_evaluations, stale_days_sensor
+from feature_assets.feature_sets.race_context import race_context
+from feature_assets.feature_sets.racer_form import racer_form
+from tests.conftest import FIRST_DAY
+from tests.helpers import materialize_days
+
+
+def test_the_check_warns_with_the_stale_days_until_they_are_recomputed(tmp_path):
+    url, storage = f"sqlite:///{tmp_path}/source.sqlite", str(tmp_path / "parquet")
+    demo.load(url, demo.generate(FIRST_DAY, days=8, races_per_day=3, seed=2))
+    edited = dataclasses.replace(racer_form, version="edited")  # its code changed
+    with instance_for_test() as instance:
+        sets = [racer_form, race_context]
+        assert materialize_days(url, storage, instance, sets, "2024-01-01", "2024-01-08").success
+
+        events, cursor = check_evaluations(instance, [edited, race_context], {})
+        by_asset = {e.asset_key.path[-1]: e for e in events}
+        assert not by_asset["racer_form"].passed
+        assert by_asset["racer_form"].metadata["stale_days"].value == 8
+        assert by_asset["racer_form"].metadata["days"].value == "2024-01-01...2024-01-08"
+        assert "backfill --stale" in by_asset["racer_form"].metadata["to_fix"].value
+        assert by_asset["race_context"].passed
+        assert check_evaluations(instance, [edited, race_context], cursor)[0] == []  # unchanged
+
+        assert materialize_days(
+            url, storage, instance, [edited], "2024-01-03", "2024-01-08", raw=False
+        ).success
+        events, cursor = check_evaluations(instance, [edited, race_context], cursor)
+        [event] = events  # only the set whose days changed is evaluated again
+        assert not event.passed and event.metadata["days"].value == "2024-01-01...2024-01-02"
+
+
+def test_the_sensor_records_an_evaluation_the_ui_shows(tmp_path):
+    url, storage = f"sqlite:///{tmp_path}/source.sqlite", str(tmp_path / "parquet")
+    demo.load(url, demo.generate(FIRST_DAY, days=3, races_per_day=3, seed=2))
+    with instance_for_test() as instance:
+        assert materialize_days(
+            url, storage, instance, [race_context], "2024-01-01", "2024-01-03"
+        ).success
+        context = build_sensor_context(instance=instance)
+        result = stale_days_sensor(context)
+        assert json.loads(result.cursor)["race_context"][0] == race_context.code_version
+        for event in result.asset_events:
+            instance.report_runless_asset_event(event)
+        key = AssetCheckKey(AssetKey("race_context"), CHECK_NAME)
+        [record] = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+        assert record.status.value == "SUCCEEDED"  # as the asset's Checks tab shows it
