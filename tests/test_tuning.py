@@ -277,3 +277,60 @@ def test_a_study_is_not_extended_on_other_training_data(tmp_path):
         search.start_search(storage, "s", 2, 1, "second-table")
     study = optuna.load_study(study_name="s", storage=storage)
     assert search.counts(study)["WAITING"] == 2  # the refused call queued nothing
+
+
+def _connections_to(optuna_url: str) -> int:
+    """Connections to this test's own database: the server may be shared."""
+    import psycopg2
+
+    with psycopg2.connect(optuna_url) as server, server.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_the_sensor_leaves_no_connection_open_between_ticks(optuna_url, tmp_path):
+    storage = search.open_storage(optuna_url, 60)
+    search.start_search(storage, "s", 4, 2, "t1")
+    storage.engine.dispose()
+    training = TrainingStorage(storage_url=str(tmp_path), optuna_url=optuna_url)
+    with instance_for_test() as instance:
+        context = build_sensor_context(instance=instance, resources={"training": training})
+        most = 0
+        for _ in range(40):
+            assert len(tuning_workers(context)) == 2  # no run started: asks for both again
+            most = max(most, _connections_to(optuna_url))
+    assert most <= 1, f"{most} idle connections to the study's database between ticks"
+
+
+def test_a_dead_worker_is_replaced_by_the_sensor_alone(tmp_path):
+    """Dagster's run retry and the sensor both replaced a dead worker: K + 1 ran."""
+    from dagster._core.events import RunFailureReason
+    from dagster._core.execution.retries import auto_reexecution_should_retry_run
+
+    url = f"sqlite:///{tmp_path / 'optuna.sqlite'}"
+    search.start_search(search.open_storage(url, 1), "s", 3, 2, "t1")
+    training = TrainingStorage(storage_url=str(tmp_path), optuna_url=url, heartbeat_seconds=1)
+    overrides = {"run_retries": {"enabled": True, "max_retries": 3}}  # as dagster.yaml has
+    with instance_for_test(overrides=overrides) as instance:
+        context = build_sensor_context(instance=instance, resources={"training": training})
+        first, second = tuning_workers(context)
+        runs = [
+            instance.create_run_for_job(
+                job_def=_tune_job(), run_config=r.run_config, tags=r.tags, status=status
+            )
+            for r, status in ((first, DagsterRunStatus.STARTED), (second, DagsterRunStatus.FAILURE))
+        ]  # the second worker's pod was preempted
+        assert not auto_reexecution_should_retry_run(
+            instance, runs[1], RunFailureReason.UNEXPECTED_TERMINATION
+        )
+        [replacement] = tuning_workers(context)  # the sensor's: exactly K again
+        assert replacement.tags[STUDY_TAG] == "s"
+
+
+def _tune_job():
+    from feature_assets.definitions import defs
+
+    return defs.resolve_job_def(TUNE_JOB)

@@ -211,22 +211,28 @@ def tuning_workers(context: SensorEvaluationContext, training: TrainingStorage):
 
     storage = training.studies()
     requests = []
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        wanted = summary.user_attrs.get(search.WORKERS_ATTR)
-        if not wanted:
-            continue
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        # trials of workers that all died (pods preempted, retries spent) come back as waiting
-        optuna.storages.fail_stale_trials(study)
-        left = search.counts(study)
-        if not left["WAITING"] and not left["RUNNING"]:
-            study.set_user_attr(search.WORKERS_ATTR, 0)  # done: not looked at again
-            continue
-        running = context.instance.get_runs_count(
-            RunsFilter(job_name=TUNE_JOB, tags={STUDY_TAG: summary.study_name}, statuses=IN_FLIGHT)
-        )
-        for _ in range(min(wanted - running, left["WAITING"])):
-            requests.append(_worker_run(context, summary.study_name, wanted))
+    try:
+        for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+            wanted = summary.user_attrs.get(search.WORKERS_ATTR)
+            if not wanted:
+                continue
+            study = optuna.load_study(study_name=summary.study_name, storage=storage)
+            # trials of workers that all died (pods preempted) come back as waiting
+            optuna.storages.fail_stale_trials(study)
+            left = search.counts(study)
+            if not left["WAITING"] and not left["RUNNING"]:
+                study.set_user_attr(search.WORKERS_ATTR, 0)  # done: not looked at again
+                continue
+            running = context.instance.get_runs_count(
+                RunsFilter(
+                    job_name=TUNE_JOB, tags={STUDY_TAG: summary.study_name}, statuses=IN_FLIGHT
+                )
+            )
+            for _ in range(min(wanted - running, left["WAITING"])):
+                requests.append(_worker_run(context, summary.study_name, wanted))
+    finally:
+        # a tick every 10 s: its connections close with it, none is left idle on the server
+        storage.engine.dispose()
     return requests or SkipReason("no search has waiting trials without a worker")
 
 
@@ -238,7 +244,9 @@ def _worker_run(context: SensorEvaluationContext, study: str, workers: int) -> R
     threads = max(1, available_cpus() // workers) if local else 0
     return RunRequest(
         run_config={"ops": {"run_trials": {"config": {"study": study, "threads": threads}}}},
-        tags={STUDY_TAG: study, "dagster/retry_strategy": "ALL_STEPS"},
+        # this sensor alone replaces a worker that died: with Dagster's run retries too,
+        # both queued a replacement and K + 1 workers ran (the trial's own retry is Optuna's)
+        tags={STUDY_TAG: study, "dagster/max_retries": "0"},
     )
 
 
