@@ -336,9 +336,9 @@ def backfill(
             sys.exit(1 if progress.failed else 0)
 
 
-def _daemon_runs(instance) -> bool:
-    """A backfill daemon has beaten in the last two minutes for this instance."""
-    beat = instance.get_daemon_heartbeats().get("BACKFILL")
+def _daemon_runs(instance, daemon: str = "BACKFILL") -> bool:
+    """The dagster-daemon's `daemon` thread has beaten in the last two minutes."""
+    beat = instance.get_daemon_heartbeats().get(daemon)
     return beat is not None and time.time() - beat.timestamp <= 120
 
 
@@ -415,6 +415,12 @@ def tune(trials: int, parallel: int, study: str | None, wait: bool) -> None:
     from feature_assets.resources import TrainingStorage
     from feature_assets.training import data, search
 
+    if wait and not _daemon_runs(_instance(), "SENSOR"):
+        raise click.ClickException(
+            "no dagster-daemon runs for this instance, and only its tuning_workers sensor"
+            " starts the trial runs: start `dagster dev` (or `dagster-daemon run`) with the"
+            " same DAGSTER_HOME, then run this again"
+        )
     training = TrainingStorage(
         storage_url=settings.storage_url(),
         optuna_url=settings.optuna_url(),

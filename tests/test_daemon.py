@@ -50,7 +50,8 @@ def dagster_dev(env: dict, log: Path):
     try:
         os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
         with DagsterInstance.get() as instance:
-            _wait_for(lambda: "BACKFILL" in instance.get_daemon_heartbeats(), 120, "the daemon")
+            beats = {"BACKFILL", "SENSOR"}  # the commands look for these daemon threads
+            _wait_for(lambda: beats <= set(instance.get_daemon_heartbeats()), 120, "the daemon")
             yield instance
     finally:
         os.killpg(server.pid, signal.SIGTERM)
