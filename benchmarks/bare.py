@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from feature_assets.core.engine import compute_days
 from feature_assets.feature_sets.race_features import race_features
-from feature_assets.racing.engine import compute_days
-from feature_assets.source import SourceLocation, read_snapshot
-from feature_assets.storage import DailyParquetStorage
+from feature_assets.io.source import SourceLocation, read_snapshot
+from feature_assets.io.storage import DailyParquetStorage
 
 
 def _folder_bytes(storage: DailyParquetStorage, table: str) -> int:

@@ -45,8 +45,8 @@ PREVIOUS_BUILTIN_SECONDS = 4.6
 def measure(which: str, days: int, races_per_day: int, workers: int, repeats: int) -> dict:
     import pandas as pd
 
-    from feature_assets import demo
-    from feature_assets.racing import engine
+    from feature_assets.core import engine
+    from feature_assets.io import synthetic
 
     if which == "slow":
         from slow_set import SECONDS_PER_RACE
@@ -56,7 +56,7 @@ def measure(which: str, days: int, races_per_day: int, workers: int, repeats: in
 
         SECONDS_PER_RACE = 0.0
     history = feature_set.history_days if which == "slow" else 0
-    data = demo.generate(FIRST_DAY, days=history + days, races_per_day=races_per_day, seed=7)
+    data = synthetic.generate(FIRST_DAY, days=history + days, races_per_day=races_per_day, seed=7)
     targets = [
         d.strftime("%Y-%m-%d")
         for d in pd.date_range(FIRST_DAY + dt.timedelta(days=history), periods=days)

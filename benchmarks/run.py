@@ -33,8 +33,8 @@ import pymysql
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from feature_assets import demo  # noqa: E402
-from feature_assets.source import SourceLocation  # noqa: E402
+from feature_assets.io import synthetic  # noqa: E402
+from feature_assets.io.source import SourceLocation  # noqa: E402
 from tests import reference  # noqa: E402
 
 FIRST_DAY = dt.date(2015, 1, 1)
@@ -188,7 +188,7 @@ def postgres_instance_config(database: str) -> str:
         f"  config:\n{db}"
         f"schedule_storage:\n  module: dagster_postgres.schedule_storage\n"
         f"  class: PostgresScheduleStorage\n  config:\n{db}"
-        f"event_log_storage:\n  module: feature_assets.instance\n"
+        f"event_log_storage:\n  module: feature_assets.defs.event_log\n"
         f"  class: BatchedPostgresEventLogStorage\n  config:\n{db}"
     )
 
@@ -354,7 +354,7 @@ def bare(work, source, first, last, counters) -> dict:
     return {"seconds": seconds, "rss_mb": rss, **counters.since(before), "stages": stages}
 
 
-def per_row(data: demo.DemoData, last: dt.date, races_sampled: int = 12) -> dict:
+def per_row(data: synthetic.SyntheticData, last: dt.date, races_sampled: int = 12) -> dict:
     """C: the per-row reference run per record, as the user's original code worked: each
     race of the last day computed on its own from its 365-day history."""
     races, entries = reference.rows_of(data.races), reference.rows_of(data.entries)
@@ -536,10 +536,10 @@ def main() -> None:
     results: dict = {}
 
     started = time.perf_counter()
-    data = demo.generate(FIRST_DAY, args.days, races_per_day=args.races_per_day, seed=2015)
+    data = synthetic.generate(FIRST_DAY, args.days, races_per_day=args.races_per_day, seed=2015)
     results["generate_s"] = time.perf_counter() - started
     started = time.perf_counter()
-    demo.load(source, data)
+    synthetic.load(source, data)
     results["load_s"] = time.perf_counter() - started
     with contextlib.closing(
         pymysql.connect(

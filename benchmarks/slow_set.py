@@ -7,7 +7,7 @@ default 0.02 s of CPU) is burnt beside them, so the output does not depend on it
 import os
 import time
 
-from feature_assets.racing.feature_set import per_race
+from feature_assets.core.feature_set import per_race
 
 SECONDS_PER_RACE = float(os.environ.get("FEATURE_ASSETS_BENCH_SECONDS_PER_RACE", "0.02"))
 

@@ -57,7 +57,7 @@ def _build_lake(env: dict, races_per_day: int) -> float:
 
 
 def _worker(url: str, study: str, storage: str, threads: int) -> None:
-    from feature_assets.storage import DailyParquetStorage
+    from feature_assets.io.storage import DailyParquetStorage
     from feature_assets.training import data, model, search
 
     table, lineage = data.load(DailyParquetStorage(storage))
@@ -123,7 +123,7 @@ def main() -> None:
     os.environ.update(env)
     lake_seconds = None if args.keep_lake else _build_lake(env, args.races_per_day)
     from feature_assets import settings
-    from feature_assets.storage import DailyParquetStorage
+    from feature_assets.io.storage import DailyParquetStorage
     from feature_assets.training import data, model
 
     storage = settings.storage_url()

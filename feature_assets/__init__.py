@@ -17,7 +17,7 @@ def release_unused_memory() -> None:
 
 
 # what a feature set's author imports: `from feature_assets import per_race, per_day`
-from feature_assets.racing.feature_set import per_day, per_race  # noqa: E402
-from feature_assets.read import read_features  # noqa: E402
+from feature_assets.core.feature_set import per_day, per_race  # noqa: E402
+from feature_assets.io.read import read_features  # noqa: E402
 
 __all__ = ["per_day", "per_race", "read_features", "release_unused_memory"]

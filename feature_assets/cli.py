@@ -11,7 +11,7 @@ import time
 import click
 
 from feature_assets import settings
-from feature_assets.planning import (
+from feature_assets.ops.planning import (
     DAYS_PER_RUN_CHOICES,
     DEFAULT_SECONDS_PER_DAY,
     MACHINES,
@@ -49,22 +49,22 @@ def demo(races_per_day: int, seed: int) -> None:
     # Imported here: they read the environment set above.
     from dagster import DagsterInstance
 
-    from feature_assets import demo as demo_data
     from feature_assets.definitions import defs, race_features_job
-    from feature_assets.partitions import daily_partitions
-    from feature_assets.storage import DailyParquetStorage
+    from feature_assets.defs.partitions import daily_partitions
+    from feature_assets.io import synthetic
+    from feature_assets.io.storage import DailyParquetStorage
 
     started = time.monotonic()
     first_day = dt.date.fromisoformat(settings.start_date())
     last_day = dt.date.fromisoformat(daily_partitions.get_last_partition_key())
     days = (last_day - first_day).days + 1
-    data = demo_data.generate(first_day, days, races_per_day=races_per_day, seed=seed)
-    demo_data.load(settings.default_source_url(), data)
+    data = synthetic.generate(first_day, days, races_per_day=races_per_day, seed=seed)
+    synthetic.load(settings.default_source_url(), data)
     click.echo(
         f"Loaded {len(data.races):,} races and {len(data.entries):,} entries"
         f" ({first_day} to {last_day}) into {settings.demo_sqlite_path()}"
     )
-    from feature_assets.day_status import all_assets
+    from feature_assets.ops.status import all_assets
 
     click.echo(f"Materialising {days} days of {', '.join(all_assets())} in one run ...")
     job = defs.resolve_job_def(race_features_job.name)
@@ -98,7 +98,7 @@ def _instance():
 
 
 def _known_assets(ctx, param, values):
-    from feature_assets.day_status import all_assets
+    from feature_assets.ops.status import all_assets
 
     unknown = sorted(set(values) - set(all_assets()))
     if unknown:
@@ -124,7 +124,7 @@ def status(assets: tuple[str, ...], verbose: bool, as_json: bool) -> None:
     Failed days are grouped by cause (the root error: the invalid race and rule, the
     exception's own message). Exits 0 only when every day is materialised.
     """
-    from feature_assets.day_status import days_by_state
+    from feature_assets.ops.status import days_by_state
 
     with _instance() as instance:
         states = days_by_state(instance, assets or None)
@@ -148,7 +148,7 @@ def _shorten(text: str, width: int = LINE_WIDTH) -> str:
 
 
 def _days_summary(days: list[str], ranges_shown: int = 3) -> str:
-    from feature_assets.dates import compact_days
+    from feature_assets.core.dates import compact_days
 
     ranges = compact_days(days).split(", ")
     more = f" and {len(ranges) - ranges_shown} more ranges" if len(ranges) > ranges_shown else ""
@@ -199,7 +199,7 @@ def _status_advice(states) -> str:
 
 def _days_in(text: str) -> list[str]:
     """Days from `D1,D2,...`, where each item is a day or a range FIRST...LAST."""
-    from feature_assets.partitions import daily_partitions
+    from feature_assets.defs.partitions import daily_partitions
 
     keys = daily_partitions.get_partition_keys()
     index = {key: i for i, key in enumerate(keys)}
@@ -256,20 +256,20 @@ def backfill(
     wait: bool,
 ) -> None:
     """Launch a Dagster asset backfill of exactly the chosen days (runs on the daemon)."""
-    from feature_assets.backfills import (
+    from feature_assets.feature_sets import feature_set
+    from feature_assets.ops.backfills import (
         chunks,
         launch_backfill,
         with_raw_assets_together,
         with_raw_days_needed,
     )
-    from feature_assets.day_status import (
+    from feature_assets.ops.status import (
         RAW_ASSETS,
         all_assets,
         days_by_state,
         feature_set_names,
         stale_days,
     )
-    from feature_assets.feature_sets import feature_set
 
     if sum([missing, failed, stale, day_range is not None, days is not None]) != 1:
         raise click.UsageError(
@@ -345,7 +345,7 @@ def _daemon_runs(instance, daemon: str = "BACKFILL") -> bool:
 def _backfill_here(instance, days_by_asset, title: str, days_per_run: int | None) -> int:
     """Without a daemon, `--wait` runs the backfill's ranged runs in this process, raw days
     first; returns the exit code (1 when a run failed)."""
-    from feature_assets.backfills import run_in_process, runs_in_order
+    from feature_assets.ops.backfills import run_in_process, runs_in_order
 
     runs = runs_in_order(days_by_asset, days_per_run)
     click.echo(
@@ -376,7 +376,7 @@ def _warn_without_daemon(instance, what: str = "the backfill waits") -> None:
 
 def _follow(instance, backfill_ids: list[str]):
     """Prints a progress bar until the backfills end; returns the last progress."""
-    from feature_assets.backfills import backfill_progress
+    from feature_assets.ops.backfills import backfill_progress
 
     while True:
         progress = backfill_progress(instance, backfill_ids)
@@ -412,7 +412,7 @@ def tune(trials: int, parallel: int, study: str | None, wait: bool) -> None:
     file in DAGSTER_HOME); the daemon's `tuning_workers` sensor starts the runs. Then
     materialise `win_model`.
     """
-    from feature_assets.resources import TrainingStorage
+    from feature_assets.defs.resources import TrainingStorage
     from feature_assets.training import data, search
 
     if wait and not _daemon_runs(_instance(), "SENSOR"):
@@ -494,9 +494,9 @@ def check_leakage_command(set_name: str, sample: int) -> None:
     Each sampled day D is computed again with the source holding only rows up to D, D's
     results hidden, and no stored Parquet to read. Exits 1 on any finding.
     """
-    from feature_assets.day_status import days_by_state
     from feature_assets.feature_sets import feature_set
-    from feature_assets.leakage import check_stored_days, sample_days
+    from feature_assets.ops.leakage import check_stored_days, sample_days
+    from feature_assets.ops.status import days_by_state
 
     try:
         chosen = feature_set(set_name)
@@ -602,7 +602,7 @@ def plan(
         _plan_search(trials, seconds_per_trial, study, parallel, cluster_options)
         return
     if days is None and set_name:
-        from feature_assets.partitions import daily_partitions
+        from feature_assets.defs.partitions import daily_partitions
 
         days = len(daily_partitions.get_partition_keys())  # the set's every partition
     if days is None:
@@ -643,7 +643,7 @@ def plan(
 
 
 def _plan_search(trials, seconds_per_trial, study, parallel, options) -> None:
-    from feature_assets.planning import estimate_search, measured_seconds_per_trial
+    from feature_assets.ops.planning import estimate_search, measured_seconds_per_trial
 
     source = "given"
     if seconds_per_trial is None:
@@ -669,7 +669,7 @@ def _plan_search(trials, seconds_per_trial, study, parallel, options) -> None:
 
 
 def _plan_feature_set(days, set_name, seconds_per_race, races_per_day, target_minutes, options):
-    from feature_assets.planning import (
+    from feature_assets.ops.planning import (
         SetWorkload,
         best_set_plan,
         measured_seconds_per_race,
@@ -717,7 +717,7 @@ def _plan_feature_set(days, set_name, seconds_per_race, races_per_day, target_mi
         else:
             click.echo(f"no plan reaches {target_minutes:g} min: one day alone takes longer")
     if set_name:
-        from feature_assets.assets.feature_sets import k8s_run_tags
+        from feature_assets.defs.feature_sets import k8s_run_tags
 
         [(tag, value)] = k8s_run_tags([feature_set(set_name)]).items()
         click.echo(

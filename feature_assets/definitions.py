@@ -13,14 +13,18 @@ from feature_assets import settings
 settings.check_configuration()
 settings.enable_event_batches()  # this process's runs write their events in batches
 
-from feature_assets.alerts import slack_on_run_failure
-from feature_assets.assets.feature_sets import feature_set_asset
-from feature_assets.assets.raw import raw_snapshot
-from feature_assets.assets.stale import stale_days_check, stale_days_sensor
-from feature_assets.assets.training import training_data, tune_win_model, tuning_workers, win_model
-from feature_assets.automation import JOB_NAME, daily_race_features, recompute_after_corrections
+from feature_assets.defs.alerts import slack_on_run_failure
+from feature_assets.defs.automation import (
+    JOB_NAME,
+    daily_race_features,
+    recompute_after_corrections,
+)
+from feature_assets.defs.feature_sets import feature_set_asset
+from feature_assets.defs.raw import raw_snapshot
+from feature_assets.defs.resources import build_resources
+from feature_assets.defs.stale import stale_days_check, stale_days_sensor
+from feature_assets.defs.training import training_data, tune_win_model, tuning_workers, win_model
 from feature_assets.feature_sets import registered_sets
-from feature_assets.resources import build_resources
 
 feature_set_assets = [feature_set_asset(feature_set) for feature_set in registered_sets()]
 

@@ -17,10 +17,10 @@ unset: the embedded default keeps all its state beside the local Dagster instanc
 - FEATURE_ASSETS_SOURCE_CONNECT_TIMEOUT, _READ_TIMEOUT, _LOCK_WAIT_TIMEOUT,
   _STATEMENT_TIMEOUT (seconds; defaults 10, 120, 60, 900), _WINDOW_DAYS (days per snapshot
   transaction; 366) and _READ_ATTEMPTS (tries of a read whose connection was lost; 3): the
-  bounds of a source read, see `feature_assets.source.ReadLimits`.
+  bounds of a source read, see `feature_assets.io.source.ReadLimits`.
 - FEATURE_ASSETS_SOURCE_READER: how a MySQL source is read, `arrow` (connectorx, the
   default: one statement per run, about four times faster) or `pymysql` (in windows of
-  _WINDOW_DAYS, for a server or proxy connectorx cannot talk to); see `feature_assets.source`.
+  _WINDOW_DAYS, for a server or proxy connectorx cannot talk to); see `feature_assets.io.source`.
 - FEATURE_ASSETS_FEATURE_SETS: importable modules (comma-separated) that declare feature
   sets besides those in `feature_assets/feature_sets/`; default none.
 - FEATURE_ASSETS_WORKERS: worker processes a run computes its days on; default the CPUs
@@ -118,7 +118,7 @@ def check_configuration() -> None:
             " (five fields, e.g. '0 5 * * *')"
         )
     if source_url_is_set():
-        from feature_assets.source import SourceLocation
+        from feature_assets.io.source import SourceLocation
 
         try:
             SourceLocation.from_url(os.environ["FEATURE_ASSETS_SOURCE_URL"])
@@ -188,7 +188,7 @@ _READ_LIMIT_VARIABLES = {
 
 
 def source_reader() -> str:
-    from feature_assets.source import READERS
+    from feature_assets.io.source import READERS
 
     value = os.environ.get("FEATURE_ASSETS_SOURCE_READER", "").strip() or READERS[0]
     if value not in READERS:
@@ -200,7 +200,7 @@ def source_reader() -> str:
 
 def read_limits():
     """The bounds of a source read (`ReadLimits`), each default changed by its variable."""
-    from feature_assets.source import ReadLimits
+    from feature_assets.io.source import ReadLimits
 
     values = {}
     for field_name, variable in _READ_LIMIT_VARIABLES.items():
@@ -234,7 +234,7 @@ def automation_on() -> bool:
 def enable_event_batches() -> None:
     """Dagster sends asset events to the instance in batches only while
     DAGSTER_EVENT_BATCH_SIZE is set (its own opt-in); the batching event logs of
-    feature_assets.instance store a batch at once. Set in the environment, it wins."""
+    feature_assets.defs.event_log store a batch at once. Set in the environment, it wins."""
     os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "1000")
 
 
@@ -245,7 +245,7 @@ def feature_set_modules() -> list[str]:
 
 def workers() -> int:
     """Worker processes per run: FEATURE_ASSETS_WORKERS, else the CPUs this process may use."""
-    from feature_assets.racing.engine import available_cpus
+    from feature_assets.core.engine import available_cpus
 
     value = os.environ.get("FEATURE_ASSETS_WORKERS", "").strip()
     if not value:

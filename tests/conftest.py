@@ -20,8 +20,8 @@ import uuid
 import pymysql
 import pytest
 
-from feature_assets import demo
-from feature_assets.source import SourceLocation
+from feature_assets.io import synthetic
+from feature_assets.io.source import SourceLocation
 
 _GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 DEFAULT_TEST_MYSQL_URL = "mysql://root@127.0.0.1:3306"
@@ -29,9 +29,9 @@ FIRST_DAY = dt.date(2024, 1, 1)
 
 
 @pytest.fixture(scope="session")
-def history_data() -> demo.DemoData:
+def history_data() -> synthetic.SyntheticData:
     """Fourteen months, two venues a day, with invalid races: NULLs, ties, double races."""
-    return demo.generate(FIRST_DAY, days=430, races_per_day=24, invalid_races=16, seed=11)
+    return synthetic.generate(FIRST_DAY, days=430, races_per_day=24, invalid_races=16, seed=11)
 
 
 @pytest.fixture(scope="session")
@@ -194,17 +194,19 @@ def feature_lake(mysql_server, tmp_path_factory):
     for the training tests; yields (storage path, the generated data)."""
     from dagster import instance_for_test, materialize
 
-    from feature_assets.assets.feature_sets import feature_set_asset
-    from feature_assets.assets.raw import raw_snapshot
+    from feature_assets.defs.feature_sets import feature_set_asset
+    from feature_assets.defs.raw import raw_snapshot
+    from feature_assets.defs.resources import DailyParquetIOManager, SourceDatabase
     from feature_assets.feature_sets import registered_sets
-    from feature_assets.resources import DailyParquetIOManager, SourceDatabase
 
-    generated = demo.generate(FIRST_DAY, days=LAKE_DAYS, races_per_day=12, invalid_races=4, seed=5)
+    generated = synthetic.generate(
+        FIRST_DAY, days=LAKE_DAYS, races_per_day=12, invalid_races=4, seed=5
+    )
     storage = str(tmp_path_factory.mktemp("lake") / "parquet")
     assets = [raw_snapshot, *(feature_set_asset(s) for s in registered_sets())]
     last = (FIRST_DAY + dt.timedelta(days=LAKE_DAYS - 1)).isoformat()
     with fresh_mysql_database(mysql_server) as url, instance_for_test() as instance:
-        demo.load(url, generated)
+        synthetic.load(url, generated)
         result = materialize(
             assets,
             tags={
@@ -226,8 +228,8 @@ def materialize_training_data(storage: str, instance):
     """The training_data asset over `storage`, on `instance`."""
     from dagster import materialize
 
-    from feature_assets.assets.training import training_data
-    from feature_assets.resources import TrainingStorage
+    from feature_assets.defs.resources import TrainingStorage
+    from feature_assets.defs.training import training_data
 
     training = TrainingStorage(storage_url=storage, optuna_url="sqlite://")
     return materialize(

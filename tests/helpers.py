@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dagster import AssetKey, materialize
 
-from feature_assets.assets.feature_sets import feature_set_asset
-from feature_assets.assets.raw import raw_snapshot
-from feature_assets.partitions import daily_partitions
-from feature_assets.resources import DailyParquetIOManager, SourceDatabase
+from feature_assets.defs.feature_sets import feature_set_asset
+from feature_assets.defs.partitions import daily_partitions
+from feature_assets.defs.raw import raw_snapshot
+from feature_assets.defs.resources import DailyParquetIOManager, SourceDatabase
 
 
 def materialize_days(source_url, storage_url, instance, feature_sets, first, last, raw=True):

@@ -1,6 +1,6 @@
 """An independent, per-row implementation of the contract, written to be obviously correct.
 
-Plain Python over dicts: no pandas tricks, no shared code with `feature_assets.racing`.
+Plain Python over dicts: no pandas tricks, no shared code with `feature_assets.core`.
 Slow on purpose; the tests compare the vectorised features against it.
 """
 
@@ -190,7 +190,7 @@ def mismatches(actual: list[dict], expected: list[dict], limit: int = 10) -> lis
 
 def compute_race_features(races: pd.DataFrame, entries: pd.DataFrame, days) -> pd.DataFrame:
     """The built-in set through the engine, in this process, as one frame."""
+    from feature_assets.core.engine import compute_days
     from feature_assets.feature_sets.race_features import race_features
-    from feature_assets.racing.engine import compute_days
 
     return compute_days(race_features, races, entries, days)

@@ -8,8 +8,8 @@ from urllib.parse import parse_qs
 import pytest
 from dagster import DagsterEventType, SkipReason, build_run_status_sensor_context, instance_for_test
 
-from feature_assets import demo
-from feature_assets.alerts import slack_on_run_failure
+from feature_assets.defs.alerts import slack_on_run_failure
+from feature_assets.io import synthetic
 from tests.conftest import FIRST_DAY, fresh_mysql_database
 from tests.test_pipeline import ALL, _day, _run
 
@@ -48,9 +48,9 @@ def fake_slack():
 
 @pytest.fixture
 def failed_run(mysql_server, tmp_path):
-    data = demo.generate(FIRST_DAY, days=20, races_per_day=6, invalid_races=1, seed=9)
+    data = synthetic.generate(FIRST_DAY, days=20, races_per_day=6, invalid_races=1, seed=9)
     with fresh_mysql_database(mysql_server) as url, instance_for_test() as instance:
-        demo.load(url, data)
+        synthetic.load(url, data)
         result = _run(url, str(tmp_path), instance, ALL, _day(0), _day(19))
         assert not result.success
         run = instance.get_run_by_id(result.run_id)

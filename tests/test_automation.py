@@ -6,14 +6,14 @@ import json
 from dagster import SkipReason, build_schedule_context, build_sensor_context, instance_for_test
 from dagster._core.test_utils import create_run_for_test
 
-from feature_assets import demo
-from feature_assets.automation import (
+from feature_assets.definitions import defs, feature_set_assets, raw_snapshot
+from feature_assets.defs.automation import (
     CHANGED_DAYS_TAG,
     JOB_NAME,
     daily_race_features,
     recompute_after_corrections,
 )
-from feature_assets.definitions import defs, feature_set_assets, raw_snapshot
+from feature_assets.io import synthetic
 from tests.conftest import FIRST_DAY
 from tests.test_day_metadata import _swap_first_two_finishers
 from tests.test_pipeline import _day
@@ -67,8 +67,8 @@ def test_schedule_rechecks_the_days_before_then_runs_the_new_day():
 
 
 def test_only_a_changed_day_and_the_days_that_read_it_are_recomputed(mysql_url, tmp_path):
-    data = demo.generate(FIRST_DAY, days=DAYS, races_per_day=8, seed=9)
-    demo.load(mysql_url, data)
+    data = synthetic.generate(FIRST_DAY, days=DAYS, races_per_day=8, seed=9)
+    synthetic.load(mysql_url, data)
     storage = str(tmp_path / "parquet")
     with instance_for_test() as instance:
         assert _run(mysql_url, storage, instance, EVERY, _day(0), _day(DAYS - 1)).success
@@ -104,8 +104,8 @@ def test_only_a_changed_day_and_the_days_that_read_it_are_recomputed(mysql_url, 
 
 def test_raw_days_stored_alone_get_their_features(mysql_url, tmp_path):
     """A raw-only backfill (new days, no features yet): the sensor computes their features."""
-    data = demo.generate(FIRST_DAY, days=12, races_per_day=6, seed=10)
-    demo.load(mysql_url, data)
+    data = synthetic.generate(FIRST_DAY, days=12, races_per_day=6, seed=10)
+    synthetic.load(mysql_url, data)
     storage = str(tmp_path / "parquet")
     with instance_for_test() as instance:
         assert _run(mysql_url, storage, instance, [RAW], _day(0), _day(11)).success

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 from dagster import AssetKey, DagsterInstance, instance_for_test
 
-from feature_assets.backfills import max_runtime_seconds, with_raw_assets_together
+from feature_assets.ops.backfills import max_runtime_seconds, with_raw_assets_together
 from tests.test_commands import REPO, _environment
 
 
@@ -93,7 +93,7 @@ def test_runs_get_a_runtime_limit_from_their_size():
 
 
 def test_runs_in_order_store_raw_days_first_then_sets_by_ranges():
-    from feature_assets.backfills import PlannedRun, runs_in_order
+    from feature_assets.ops.backfills import PlannedRun, runs_in_order
 
     runs = runs_in_order(
         {
@@ -119,12 +119,14 @@ def test_wait_without_a_daemon_runs_the_backfill_here(tmp_path, monkeypatch):
     """As "Add your own features" has it: no daemon, `--wait` still ends with the days."""
     import datetime as dt
 
-    from feature_assets import demo
-    from feature_assets.day_status import days_by_state
+    from feature_assets.io import synthetic
+    from feature_assets.ops.status import days_by_state
 
     env = _environment(tmp_path, FEATURE_ASSETS_START_DATE="2024-01-01")
     source = tmp_path / "dagster_home" / "data" / "demo.sqlite"
-    demo.load(f"sqlite:///{source}", demo.generate(dt.date(2024, 1, 1), days=12, races_per_day=3))
+    synthetic.load(
+        f"sqlite:///{source}", synthetic.generate(dt.date(2024, 1, 1), days=12, races_per_day=3)
+    )
     run = subprocess.run(
         ["feature-assets", "backfill", "--range", "2024-01-08...2024-01-10", "--assets",
          "racer_form", "--wait"],

@@ -10,12 +10,12 @@ import pytest
 from dagster import instance_for_test
 from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
-from feature_assets import demo
+from feature_assets.core.feature_set import per_day, per_race
 from feature_assets.feature_sets.race_context import race_context
 from feature_assets.feature_sets.race_features import race_features
 from feature_assets.feature_sets.racer_form import racer_form
-from feature_assets.racing.feature_set import per_day, per_race
-from feature_assets.storage import DailyParquetStorage
+from feature_assets.io import synthetic
+from feature_assets.io.storage import DailyParquetStorage
 from feature_assets.training import data as training_data
 from tests.conftest import FIRST_DAY
 from tests.helpers import materialize_days, partition_status
@@ -60,15 +60,15 @@ def _day(offset: int) -> str:
     return (FIRST_DAY + dt.timedelta(days=offset)).isoformat()
 
 
-def _calendar() -> demo.DemoData:
-    data = demo.generate(FIRST_DAY, days=LAST - 1, races_per_day=3, seed=5)
+def _calendar() -> synthetic.SyntheticData:
+    data = synthetic.generate(FIRST_DAY, days=LAST - 1, races_per_day=3, seed=5)
     offsets = (data.races["race_date"] - pd.Timestamp(FIRST_DAY)).dt.days
     races = data.races[~offsets.isin(RACE_FREE)]
     one = data.races[offsets == ONE_ENTRY_DAY]["race_id"]
     races = races[~races["race_id"].isin(one.iloc[1:])]
     entries = data.entries[data.entries["race_id"].isin(races["race_id"])]
     entries = entries[~(entries["race_id"].isin(one) & (entries["lane"] != 1))]
-    return demo.DemoData(races.reset_index(drop=True), entries.reset_index(drop=True), {})
+    return synthetic.SyntheticData(races.reset_index(drop=True), entries.reset_index(drop=True), {})
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def stored(tmp_path_factory):
     folder = tmp_path_factory.mktemp("calendar")
     url, storage = f"sqlite:///{folder}/source.sqlite", str(folder / "parquet")
     data = _calendar()
-    demo.load(url, data)
+    synthetic.load(url, data)
     with instance_for_test() as instance:
         first = materialize_days(url, storage, instance, SETS, _day(0), _day(0))
         ranged = materialize_days(url, storage, instance, SETS, _day(1), _day(LAST))

@@ -90,7 +90,7 @@ def test_a_version_declared_by_hand_is_the_version(tmp_path):
 
 
 def test_days_tagged_by_the_text_hash_stay_current_while_the_text_is_unchanged(tmp_path):
-    from feature_assets.racing.code_version import text_version
+    from feature_assets.core.code_version import text_version
 
     feature_set = _load(tmp_path, SET)
     assert text_version(feature_set.function) in feature_set.current_versions

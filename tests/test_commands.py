@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 import pyarrow.dataset as ds
 import pytest
 
-from feature_assets import demo
-from feature_assets.source import SourceLocation
+from feature_assets.io import synthetic
+from feature_assets.io.source import SourceLocation
 from tests.conftest import FIRST_DAY, fresh_mysql_database, server_connection
 from tests.tcp_proxy import TcpProxy
 
@@ -53,9 +53,9 @@ def _files_containing(folder: Path, secret: bytes) -> list[str]:
 def test_dagster_asset_materialize_a_range_from_mysql(mysql_server, tmp_path):
     """The README's ranged command: one connection, every day written, the password nowhere."""
     password = "Pw-" + uuid.uuid4().hex
-    data = demo.generate(FIRST_DAY, days=60, races_per_day=12, seed=8)
+    data = synthetic.generate(FIRST_DAY, days=60, races_per_day=12, seed=8)
     with fresh_mysql_database(mysql_server) as url:
-        demo.load(url, data)
+        synthetic.load(url, data)
         location = SourceLocation.from_url(url)
         with (
             read_only_user(mysql_server, location.database, password) as user,
@@ -189,9 +189,9 @@ def test_a_password_with_special_characters_works_and_shows_nowhere(mysql_server
     password = f"Pw/@:#?%{uuid.uuid4().hex[:12]}"
     secret = password.encode()
     encoded = quote(password, safe="")
-    data = demo.generate(FIRST_DAY, days=20, races_per_day=12, seed=8)
+    data = synthetic.generate(FIRST_DAY, days=20, races_per_day=12, seed=8)
     with fresh_mysql_database(mysql_server) as url:
-        demo.load(url, data)
+        synthetic.load(url, data)
         database = SourceLocation.from_url(url).database
         with (
             read_only_user(mysql_server, database, password) as user,

@@ -17,8 +17,8 @@ import pyarrow.dataset as ds
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
-from feature_assets import demo
-from feature_assets.storage import DailyParquetStorage
+from feature_assets.io import synthetic
+from feature_assets.io.storage import DailyParquetStorage
 from tests.conftest import FIRST_DAY, fresh_mysql_database
 from tests.tcp_proxy import TcpProxy, proxied_url
 from tests.test_commands import REPO, _environment
@@ -93,9 +93,9 @@ def _run_workers(home: Path) -> list[int]:
 @pytest.fixture(scope="module")
 def clean_features(mysql_server, tmp_path_factory):
     """The source, and the features of a clean run to compare with."""
-    data = demo.generate(FIRST_DAY, days=DAYS, races_per_day=8, invalid_races=3, seed=17)
+    data = synthetic.generate(FIRST_DAY, days=DAYS, races_per_day=8, invalid_races=3, seed=17)
     with fresh_mysql_database(mysql_server) as url:
-        demo.load(url, data)
+        synthetic.load(url, data)
         yield url, data
 
 

@@ -5,10 +5,10 @@ import contextlib
 import pandas as pd
 from dagster import AssetKey, AssetRecordsFilter, instance_for_test
 
-from feature_assets import demo
+from feature_assets.core.summaries import content_hash_by_day
 from feature_assets.feature_sets.race_features import race_features as built_in_set
-from feature_assets.racing.summaries import content_hash_by_day
-from feature_assets.source import SourceLocation
+from feature_assets.io import synthetic
+from feature_assets.io.source import SourceLocation
 from tests.conftest import FIRST_DAY, server_connection
 from tests.test_pipeline import ALL, _day, _run
 
@@ -37,7 +37,7 @@ def _swap_first_two_finishers(url: str, race_id: int) -> None:
 
 
 def test_content_hash_ignores_row_order_and_sees_one_changed_value():
-    data = demo.generate(FIRST_DAY, days=5, races_per_day=6, seed=4)
+    data = synthetic.generate(FIRST_DAY, days=5, races_per_day=6, seed=4)
     days = [_day(i) for i in range(5)]
     hashes = content_hash_by_day(data.races, data.entries, days)
     shuffled = content_hash_by_day(
@@ -52,8 +52,8 @@ def test_content_hash_ignores_row_order_and_sees_one_changed_value():
 
 
 def test_each_day_records_its_facts_and_whether_its_content_changed(mysql_url, tmp_path):
-    data = demo.generate(FIRST_DAY, days=DAYS, races_per_day=10, invalid_races=2, seed=5)
-    demo.load(mysql_url, data)
+    data = synthetic.generate(FIRST_DAY, days=DAYS, races_per_day=10, invalid_races=2, seed=5)
+    synthetic.load(mysql_url, data)
     storage = str(tmp_path / "parquet")
     last = _day(DAYS - 1)
     with instance_for_test() as instance:

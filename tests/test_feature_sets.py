@@ -15,20 +15,20 @@ from dagster._core.events import RunFailureReason
 from dagster._core.execution.retries import auto_reexecution_should_retry_run
 from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
-from feature_assets import demo
-from feature_assets.assets.feature_sets import feature_set_asset
-from feature_assets.assets.raw import raw_snapshot
+from feature_assets.core import engine
+from feature_assets.core.engine import compute_days, run_days
+from feature_assets.core.feature_set import FeatureSetDefinitionError, per_day
+from feature_assets.core.history import RunHistory
+from feature_assets.core.quality import find_invalid_races
+from feature_assets.defs.feature_sets import feature_set_asset
+from feature_assets.defs.raw import raw_snapshot
+from feature_assets.defs.resources import DailyParquetIOManager, SourceDatabase
 from feature_assets.feature_sets.race_context import race_context
 from feature_assets.feature_sets.race_features import race_features
 from feature_assets.feature_sets.racer_form import racer_form
-from feature_assets.racing import engine
-from feature_assets.racing.engine import compute_days, run_days
-from feature_assets.racing.feature_set import FeatureSetDefinitionError, per_day
-from feature_assets.racing.history import RunHistory
-from feature_assets.racing.quality import find_invalid_races
-from feature_assets.resources import DailyParquetIOManager, SourceDatabase
-from feature_assets.source import SourceLocation, read_snapshot
-from feature_assets.storage import DailyParquetStorage
+from feature_assets.io import synthetic
+from feature_assets.io.source import SourceLocation, read_snapshot
+from feature_assets.io.storage import DailyParquetStorage
 from tests import reference
 from tests.conftest import FIRST_DAY, fresh_mysql_database
 from tests.feature_sets.faulty import dies_on_day, raises_on_day
@@ -64,7 +64,7 @@ def _materialize(url, storage, instance, sets, first, last, raw=True):
 
 
 def _status(instance, name: str) -> dict:
-    from feature_assets.partitions import daily_partitions
+    from feature_assets.defs.partitions import daily_partitions
 
     keys = daily_partitions.get_partition_keys()
     return instance.get_status_by_partition(AssetKey(name), keys, daily_partitions)
@@ -87,7 +87,7 @@ def _direct(feature_set, races, entries, day: str) -> pd.DataFrame:
         .join(races.drop(columns="race_date").set_index("race_id"), on="race_id")
         .sort_values(["race_id", "lane"], ignore_index=True)
     )
-    from feature_assets.racing.history import Day
+    from feature_assets.core.history import Day
 
     day_races = races[races["race_date"] == pd.Timestamp(day)].sort_values("race_id")
     day_input = Day(day, day_races.reset_index(drop=True), day_entries)
@@ -100,9 +100,9 @@ def _direct(feature_set, races, entries, day: str) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def year_source(mysql_server):
     """A year of results (6 races a day, some invalid) in a MariaDB database of its own."""
-    data = demo.generate(FIRST_DAY, days=YEAR + 4, races_per_day=6, invalid_races=3, seed=12)
+    data = synthetic.generate(FIRST_DAY, days=YEAR + 4, races_per_day=6, invalid_races=3, seed=12)
     with fresh_mysql_database(mysql_server) as url:
-        demo.load(url, data)
+        synthetic.load(url, data)
         yield url, data
 
 
@@ -241,7 +241,7 @@ def test_a_wrong_declaration_or_wrong_rows_are_named():
     def wrong(day, history):
         return pd.DataFrame({"x": [1.5] * len(day.entries)})
 
-    data = demo.generate(FIRST_DAY, days=8, races_per_day=3, seed=1)
+    data = synthetic.generate(FIRST_DAY, days=8, races_per_day=3, seed=1)
     [result] = run_days(wrong, data.races, data.entries, [_day(7)])
     assert not result.ok and result.error.startswith(f"feature set wrong, day {_day(7)}: column x")
 
@@ -286,7 +286,7 @@ def test_check_leakage_catches_a_set_that_reads_around_the_api(year_source, tmp_
 
 
 USER_SET = '''
-from feature_assets.racing.feature_set import per_day
+from feature_assets.core.feature_set import per_day
 
 
 @per_day(history_days=7, columns={"{column}": "float"})
@@ -353,7 +353,7 @@ def test_a_user_set_in_its_own_package_changed_turns_only_its_days_stale(year_so
 
 
 def test_a_batch_set_gives_each_row_its_own_window_and_no_frames():
-    data = demo.generate(FIRST_DAY, days=30, races_per_day=4, seed=2)
+    data = synthetic.generate(FIRST_DAY, days=30, races_per_day=4, seed=2)
     days = [_day(o) for o in range(10, 30)]
 
     def last_seen(day, history):
@@ -382,7 +382,7 @@ def test_a_batch_set_gives_each_row_its_own_window_and_no_frames():
 
 
 def test_a_races_entry_tuples_are_its_entries_rows():
-    data = demo.generate(FIRST_DAY, days=3, races_per_day=3, seed=5)
+    data = synthetic.generate(FIRST_DAY, days=3, races_per_day=3, seed=5)
     run, _ = engine.prepare(racer_form, data.races, data.entries, [_day(2)])
     _, day = run.inputs((_day(2),))
     races = list(day.each_race())
@@ -395,7 +395,7 @@ def test_a_races_entry_tuples_are_its_entries_rows():
 
 
 def test_the_history_is_in_day_race_lane_order_however_its_rows_come():
-    data = demo.generate(FIRST_DAY, days=5, races_per_day=4, invalid_races=0, seed=2)
+    data = synthetic.generate(FIRST_DAY, days=5, races_per_day=4, invalid_races=0, seed=2)
     in_order = data.entries.sort_values(["race_date", "race_id", "lane"], ignore_index=True)
     shuffled = in_order.sample(frac=1, random_state=1)
     expected = RunHistory(data.races, in_order).frame
@@ -406,7 +406,7 @@ def test_the_history_is_in_day_race_lane_order_however_its_rows_come():
 
 
 def test_a_lookups_rows_are_its_frames_rows_newest_first_and_private_copies():
-    data = demo.generate(FIRST_DAY, days=30, races_per_day=6, invalid_races=0, seed=3)
+    data = synthetic.generate(FIRST_DAY, days=30, races_per_day=6, invalid_races=0, seed=3)
     entries = data.entries.copy()
     entries.loc[entries.index[::3], ["racer_weight_kg", "racer_age"]] = None  # NULLs
     history = RunHistory(data.races, entries).at(_day(29), 28)

@@ -5,7 +5,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from feature_assets.racing.schema import RACE_FEATURES_COLUMNS
+from feature_assets.core.schema import RACE_FEATURES_COLUMNS
 from tests import reference
 from tests.reference import compute_race_features
 

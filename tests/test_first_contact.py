@@ -11,13 +11,13 @@ import pyarrow.dataset as ds
 from dagster import AssetKey, instance_for_test
 from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
-from feature_assets import demo
-from feature_assets.assets.feature_sets import feature_set_asset
-from feature_assets.assets.raw import raw_snapshot
+from feature_assets.core.schema import RACE_FEATURES_COLUMNS
+from feature_assets.defs.feature_sets import feature_set_asset
+from feature_assets.defs.partitions import daily_partitions
+from feature_assets.defs.raw import raw_snapshot
 from feature_assets.feature_sets.race_features import race_features as built_in_set
-from feature_assets.partitions import daily_partitions
-from feature_assets.racing.schema import RACE_FEATURES_COLUMNS
-from feature_assets.storage import DailyParquetStorage
+from feature_assets.io import synthetic
+from feature_assets.io.storage import DailyParquetStorage
 from tests import reference
 from tests.conftest import fresh_mysql_database, server_connection
 from tests.tcp_proxy import TcpProxy, proxied_url
@@ -49,7 +49,7 @@ def _feature_assets(env, *args):
 
 def test_days_without_races_are_empty_files_with_the_full_schema(tmp_path):
     url = f"sqlite:///{tmp_path}/source.sqlite"
-    demo.load(url, demo.generate(FIRST_DAY, days=DATA_DAYS, races_per_day=6, seed=3))
+    synthetic.load(url, synthetic.generate(FIRST_DAY, days=DATA_DAYS, races_per_day=6, seed=3))
     storage = str(tmp_path / "parquet")
     empty_range = (_day(DATA_DAYS), _day(DATA_DAYS + 9))
     with instance_for_test() as instance:
@@ -69,7 +69,7 @@ def test_days_without_races_are_empty_files_with_the_full_schema(tmp_path):
 
 
 def test_a_day_that_fails_has_no_file_and_backfill_failed_repairs_it(mysql_server, tmp_path):
-    data = demo.generate(FIRST_DAY, days=DATA_DAYS, races_per_day=8, seed=9)
+    data = synthetic.generate(FIRST_DAY, days=DATA_DAYS, races_per_day=8, seed=9)
     bad_day, race_id = (
         _day(30),
         int(data.races["race_id"][data.races["race_date"] == _day(30)].iloc[0]),
@@ -78,7 +78,7 @@ def test_a_day_that_fails_has_no_file_and_backfill_failed_repairs_it(mysql_serve
     home = tmp_path / "dagster_home"
     env = _environment(tmp_path)
     with fresh_mysql_database(mysql_server) as url:
-        demo.load(url, data)
+        synthetic.load(url, data)
         location_db = url.rsplit("/", 1)[1]
         with instance_for_test(temp_dir=str(home)) as instance:
             assert _run(url, storage, instance, ALL, _day(0), _day(DATA_DAYS - 1)).success
@@ -132,7 +132,7 @@ def test_a_day_that_fails_has_no_file_and_backfill_failed_repairs_it(mysql_serve
 
 def test_status_after_a_failed_500_day_run_fits_on_a_screen(tmp_path):
     url = f"sqlite:///{tmp_path}/source.sqlite"
-    demo.load(url, demo.generate(FIRST_DAY, days=20, races_per_day=4, seed=2))
+    synthetic.load(url, synthetic.generate(FIRST_DAY, days=20, races_per_day=4, seed=2))
     home = tmp_path / "dagster_home"
     env = _environment(tmp_path, FEATURE_ASSETS_START_DATE="2024-01-01")
     with instance_for_test(temp_dir=str(home)) as instance:
@@ -165,7 +165,7 @@ def test_features_of_a_range_bring_the_raw_history_that_is_not_stored(tmp_path):
 
 def test_missing_history_names_the_command_that_fixes_it(tmp_path):
     url = f"sqlite:///{tmp_path}/source.sqlite"
-    demo.load(url, demo.generate(FIRST_DAY, days=20, races_per_day=4, seed=2))
+    synthetic.load(url, synthetic.generate(FIRST_DAY, days=20, races_per_day=4, seed=2))
     with instance_for_test() as instance:
         assert _run(url, str(tmp_path), instance, [raw_snapshot], _day(3), _day(9)).success
         result = _run(url, str(tmp_path), instance, [race_features], _day(9))
@@ -196,7 +196,7 @@ def test_overlapping_runs_keep_the_newest_snapshot(mysql_server, tmp_path):
     """Run 1 takes its snapshot, stalls mid-read; the source is corrected and run 2 stores
     the day; run 1 then finishes and writes last: the correction stays, and run 1 records
     the stored (newer) content for the day."""
-    data = demo.generate(FIRST_DAY, days=20, races_per_day=8, seed=6)
+    data = synthetic.generate(FIRST_DAY, days=20, races_per_day=8, seed=6)
     day = _day(10)
     race_id = int(data.races["race_id"][data.races["race_date"] == day].iloc[0])
     storage = str(tmp_path / "parquet")
@@ -205,7 +205,7 @@ def test_overlapping_runs_keep_the_newest_snapshot(mysql_server, tmp_path):
         TcpProxy(mysql_server.host, mysql_server.port) as proxy,
         instance_for_test() as instance,
     ):
-        demo.load(url, data)
+        synthetic.load(url, data)
         proxy.stall_after_bytes(20_000)
         first = {}
         run_1 = threading.Thread(

@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 import pandas as pd
 from dagster import instance_for_test
 
-from feature_assets import demo
-from feature_assets.storage import DailyParquetStorage
+from feature_assets.io import synthetic
+from feature_assets.io.storage import DailyParquetStorage
 from tests.conftest import FIRST_DAY
 from tests.reference import compute_race_features
 from tests.tcp_proxy import TcpProxy
@@ -20,8 +20,8 @@ DAYS = 30
 
 
 def test_ranged_run_writes_one_object_per_day_on_gcs(gcs_bucket, mysql_url):
-    data = demo.generate(FIRST_DAY, days=DAYS, races_per_day=8, seed=12)
-    demo.load(mysql_url, data)
+    data = synthetic.generate(FIRST_DAY, days=DAYS, races_per_day=8, seed=12)
+    synthetic.load(mysql_url, data)
     url = f"gs://{gcs_bucket.name}/features"
     days = [_day(i) for i in range(DAYS)]
     with instance_for_test() as instance:
@@ -44,8 +44,8 @@ def test_ranged_run_writes_one_object_per_day_on_gcs(gcs_bucket, mysql_url):
 
 
 def test_compute_logs_go_to_gcs(gcs_bucket, mysql_url):
-    data = demo.generate(FIRST_DAY, days=3, races_per_day=4, seed=13)
-    demo.load(mysql_url, data)
+    data = synthetic.generate(FIRST_DAY, days=3, races_per_day=4, seed=13)
+    synthetic.load(mysql_url, data)
     overrides = {
         "compute_logs": {
             "module": "dagster_gcp.gcs.compute_log_manager",
@@ -101,7 +101,7 @@ def test_a_run_on_a_new_prefix_needs_only_the_roles_the_scripts_bind(gcs_bucket,
     script = (REPO / "deploy" / "gke" / "create-cluster.sh").read_text()
     roles = re.search(r"for role in ([^;]+); do", script).group(1).split()
     granted = set().union(*(ROLE_PERMISSIONS[role] for role in roles))
-    data = demo.generate(FIRST_DAY, days=3, races_per_day=4, seed=14)
+    data = synthetic.generate(FIRST_DAY, days=3, races_per_day=4, seed=14)
     days = [_day(i) for i in range(3)]
     with TcpProxy(emulator.hostname, emulator.port) as proxy:
         monkeypatch.setenv("CLOUD_STORAGE_EMULATOR_ENDPOINT", f"http://127.0.0.1:{proxy.port}")

@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from dagster import AssetKey, AssetRecordsFilter, DagsterRunStatus, RunsFilter
 
-from feature_assets import demo
-from feature_assets.source import SourceLocation, read_snapshot
-from feature_assets.storage import DailyParquetStorage
+from feature_assets.io import synthetic
+from feature_assets.io.source import SourceLocation, read_snapshot
+from feature_assets.io.storage import DailyParquetStorage
 from tests.conftest import fresh_mysql_database
 from tests.reference import compute_race_features
 from tests.test_commands import REPO, SELECT, _environment
@@ -29,10 +29,10 @@ DAYS = 20
 RECHECK_DAYS = 7
 
 
-def _of_days(data: demo.DemoData, keep) -> demo.DemoData:
+def _of_days(data: synthetic.SyntheticData, keep) -> synthetic.SyntheticData:
     races = data.races[keep(data.races["race_date"])]
     entries = data.entries[data.entries["race_id"].isin(races["race_id"])]
-    return demo.DemoData(races=races, entries=entries, invalid_race_ids={})
+    return synthetic.SyntheticData(races=races, entries=entries, invalid_race_ids={})
 
 
 def _materialisations(instance, asset: str) -> collections.Counter:
@@ -47,9 +47,9 @@ def test_new_day_and_a_correction_flow_in_without_a_command(mysql_server, tmp_pa
     first = new_day - dt.timedelta(days=DAYS - 1)
     days = [(first + dt.timedelta(days=i)).isoformat() for i in range(DAYS)]
     corrected = days[-4]
-    data = demo.generate(first, days=DAYS, races_per_day=6, seed=41)
+    data = synthetic.generate(first, days=DAYS, races_per_day=6, seed=41)
     with fresh_mysql_database(mysql_server) as url:
-        demo.load(url, _of_days(data, lambda d: d < pd.Timestamp(new_day)))
+        synthetic.load(url, _of_days(data, lambda d: d < pd.Timestamp(new_day)))
         env = _environment(
             tmp_path,
             FEATURE_ASSETS_SOURCE_URL=url,
@@ -68,7 +68,7 @@ def test_new_day_and_a_correction_flow_in_without_a_command(mysql_server, tmp_pa
         assert materialize.returncode == 0, materialize.stderr[-3000:]
 
         # overnight: the new day's results arrive, and a past result is corrected
-        demo.append(url, _of_days(data, lambda d: d == pd.Timestamp(new_day)))
+        synthetic.append(url, _of_days(data, lambda d: d == pd.Timestamp(new_day)))
         of_corrected = data.races[data.races["race_date"] == pd.Timestamp(corrected)]
         _swap_first_two_finishers(url, int(of_corrected["race_id"].iloc[0]))
 

@@ -8,9 +8,12 @@ import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, instance_for_test
 from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
-from feature_assets import demo
-from feature_assets.instance import BatchedPostgresEventLogStorage, BatchedSqliteEventLogStorage
-from feature_assets.partitions import daily_partitions
+from feature_assets.defs.event_log import (
+    BatchedPostgresEventLogStorage,
+    BatchedSqliteEventLogStorage,
+)
+from feature_assets.defs.partitions import daily_partitions
+from feature_assets.io import synthetic
 from tests.conftest import FIRST_DAY, fresh_mysql_database
 from tests.test_pipeline import ALL, _run
 
@@ -20,7 +23,7 @@ ASSETS = ["raw_races", "raw_race_entries", "race_features"]
 def _instance(kind, postgres_database, folder):
     if kind == "sqlite":  # as dagster_home/dagster.yaml has it
         storage = {
-            "module": "feature_assets.instance",
+            "module": "feature_assets.defs.event_log",
             "class": "BatchedSqliteEventLogStorage",
             "config": {"base_dir": str(folder / "storage")},
         }
@@ -34,7 +37,7 @@ def _instance(kind, postgres_database, folder):
                 "config": config,
             },
             "event_log_storage": {
-                "module": "feature_assets.instance",
+                "module": "feature_assets.defs.event_log",
                 "class": "BatchedPostgresEventLogStorage",
                 "config": config,
             },
@@ -64,14 +67,16 @@ def test_partition_status_with_batched_events(
         return store_event(self, event)
 
     monkeypatch.setattr(storage_class, "store_event", spy)
-    data = demo.generate(FIRST_DAY, days=30, races_per_day=6, invalid_races=invalid_races, seed=3)
+    data = synthetic.generate(
+        FIRST_DAY, days=30, races_per_day=6, invalid_races=invalid_races, seed=3
+    )
     days = [(FIRST_DAY + dt.timedelta(days=i)).isoformat() for i in range(30)]
     with (
         fresh_mysql_database(mysql_server) as url,
         _instance(kind, postgres_database, tmp_path) as instance,
     ):
         assert isinstance(instance.event_log_storage, storage_class)
-        demo.load(url, data)
+        synthetic.load(url, data)
         result = _run(url, str(tmp_path), instance, ALL, days[0], days[-1])
         assert result.success == (invalid_races == 0)
 

@@ -10,11 +10,11 @@ import sys
 import pytest
 from dagster import instance_for_test
 
-from feature_assets import demo
 from feature_assets.feature_sets.race_context import race_context
 from feature_assets.feature_sets.race_features import race_features
 from feature_assets.feature_sets.racer_form import racer_form
-from feature_assets.leakage import Reach, check_stored_days
+from feature_assets.io import synthetic
+from feature_assets.ops.leakage import Reach, check_stored_days
 from tests.conftest import FIRST_DAY, fresh_mysql_database
 from tests.helpers import materialize_days
 from tests.test_commands import REPO, _environment
@@ -71,10 +71,10 @@ def lake(mysql_server, tmp_path_factory):
     URL a leaky set holds), the leaky and example sets stored for every day."""
     folder = tmp_path_factory.mktemp("leakage")
     sqlite_path, storage = folder / "source.sqlite", str(folder / "parquet")
-    data = demo.generate(FIRST_DAY, days=DAYS, races_per_day=4, seed=8)
-    demo.load(f"sqlite:///{sqlite_path}", data)
+    data = synthetic.generate(FIRST_DAY, days=DAYS, races_per_day=4, seed=8)
+    synthetic.load(f"sqlite:///{sqlite_path}", data)
     with fresh_mysql_database(mysql_server) as mysql_url:
-        demo.load(mysql_url, data)
+        synthetic.load(mysql_url, data)
         package = folder / "users_sets"
         package.mkdir()
         (package / "__init__.py").write_text("")

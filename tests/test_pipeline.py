@@ -8,13 +8,13 @@ from dagster import AssetCheckKey, AssetKey, instance_for_test, materialize
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
-from feature_assets import demo
-from feature_assets.assets.feature_sets import feature_set_asset
-from feature_assets.assets.raw import raw_snapshot
+from feature_assets.defs.feature_sets import feature_set_asset
+from feature_assets.defs.partitions import daily_partitions
+from feature_assets.defs.raw import raw_snapshot
+from feature_assets.defs.resources import DailyParquetIOManager, SourceDatabase
 from feature_assets.feature_sets.race_features import race_features as built_in_set
-from feature_assets.partitions import daily_partitions
-from feature_assets.resources import DailyParquetIOManager, SourceDatabase
-from feature_assets.storage import DailyParquetStorage
+from feature_assets.io import synthetic
+from feature_assets.io.storage import DailyParquetStorage
 from tests import reference
 from tests.conftest import fresh_mysql_database
 from tests.tcp_proxy import TcpProxy, proxied_url
@@ -70,13 +70,13 @@ def _check_days(instance, asset, check):
 
 @pytest.fixture(scope="module")
 def valid_data():
-    return demo.generate(FIRST_DAY, days=DAYS, races_per_day=24, seed=21)
+    return synthetic.generate(FIRST_DAY, days=DAYS, races_per_day=24, seed=21)
 
 
 @pytest.fixture(scope="module")
 def valid_source(mysql_server, valid_data):
     with fresh_mysql_database(mysql_server) as url:
-        demo.load(url, valid_data)
+        synthetic.load(url, valid_data)
         yield url
 
 
@@ -125,13 +125,13 @@ def test_features_need_their_history_materialised_first(valid_source, tmp_path):
 
 
 def test_invalid_days_fail_by_name_and_good_days_are_still_written(mysql_server, tmp_path):
-    data = demo.generate(FIRST_DAY, days=60, races_per_day=12, invalid_races=5, seed=4)
+    data = synthetic.generate(FIRST_DAY, days=60, races_per_day=12, invalid_races=5, seed=4)
     bad_days = sorted(
         {pd.Timestamp(str(r)[:8]).strftime("%Y-%m-%d") for r in data.invalid_race_ids}
     )
     all_days = [_day(i) for i in range(60)]
     with fresh_mysql_database(mysql_server) as url, instance_for_test() as instance:
-        demo.load(url, data)
+        synthetic.load(url, data)
         result = _run(url, str(tmp_path), instance, ALL, _day(0), _day(59))
         assert not result.success
         message = result.get_step_failure_events()[0].step_failure_data.error.message

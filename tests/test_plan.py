@@ -9,10 +9,10 @@ import optuna
 from dagster import DagsterInstance
 from optuna.trial import TrialState
 
-from feature_assets import demo
-from feature_assets.assets.feature_sets import feature_set_asset
+from feature_assets.defs.feature_sets import feature_set_asset
 from feature_assets.feature_sets.racer_form import racer_form
-from feature_assets.planning import (
+from feature_assets.io import synthetic
+from feature_assets.ops.planning import (
     MACHINES,
     Cluster,
     SetWorkload,
@@ -49,7 +49,7 @@ def test_a_ten_year_plan_is_bounded_by_quota_pool_and_submission():
 
 
 def test_seconds_per_day_come_from_finished_runs(mysql_url, tmp_path, monkeypatch):
-    demo.load(mysql_url, demo.generate(FIRST_DAY, days=10, races_per_day=6, seed=3))
+    synthetic.load(mysql_url, synthetic.generate(FIRST_DAY, days=10, races_per_day=6, seed=3))
     env = _environment(tmp_path)
 
     def plan(*args):
@@ -105,7 +105,7 @@ def test_plan_prints_the_plan_its_cost_and_the_quota_to_request(tmp_path):
 
 
 def test_seconds_per_race_come_from_a_sets_materialisations(mysql_url, tmp_path, monkeypatch):
-    demo.load(mysql_url, demo.generate(FIRST_DAY, days=6, races_per_day=6, seed=3))
+    synthetic.load(mysql_url, synthetic.generate(FIRST_DAY, days=6, races_per_day=6, seed=3))
     env = _environment(tmp_path)
     universe = [ALL[0], feature_set_asset(racer_form)]
     monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])  # as `feature-assets` has it

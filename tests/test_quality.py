@@ -4,8 +4,8 @@ import datetime as dt
 
 import pytest
 
-from feature_assets import demo
-from feature_assets.racing import quality
+from feature_assets.core import quality
+from feature_assets.io import synthetic
 from tests import reference
 from tests.reference import compute_race_features
 
@@ -37,14 +37,14 @@ def test_invalid_races_match_the_reference(history_data):
 
 @pytest.mark.parametrize("rule", quality.RULES)
 def test_each_rule_is_named_with_its_day_and_race(rule):
-    data = demo.generate(dt.date(2024, 1, 1), days=3, races_per_day=12, seed=3)
+    data = synthetic.generate(dt.date(2024, 1, 1), days=3, races_per_day=12, seed=3)
     races, entries = data.races.copy(), data.entries.copy()
     race_id = int(races["race_id"].iloc[15])
     rows = entries.index[entries["race_id"] == race_id]
     if rule == quality.UNIQUE_LANE_RULE:
         entries.loc[rows[0], "lane"] = entries.loc[rows[1], "lane"]
     else:
-        demo._break_rule(races, entries, race_id, rule)
+        synthetic._break_rule(races, entries, race_id, rule)
     day = races.loc[races["race_id"] == race_id, "race_date"].iloc[0].strftime("%Y-%m-%d")
 
     with pytest.raises(quality.InvalidRacesError) as raised:
@@ -56,7 +56,7 @@ def test_each_rule_is_named_with_its_day_and_race(rule):
 
 
 def test_a_null_where_the_schema_forbids_it_breaks_the_rule():
-    data = demo.generate(dt.date(2024, 1, 1), days=1, races_per_day=12, seed=3)
+    data = synthetic.generate(dt.date(2024, 1, 1), days=1, races_per_day=12, seed=3)
     entries = data.entries.copy()
     entries.loc[0, "racer_class"] = None
     found = quality.find_invalid_races(data.races, entries)

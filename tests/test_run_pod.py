@@ -23,7 +23,7 @@ from dagster._core.launcher import LaunchRunContext
 from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
 from dagster._core.test_utils import create_run_for_test
 
-from feature_assets.planning import MACHINES, Cluster, estimate, pods_per_node
+from feature_assets.ops.planning import MACHINES, Cluster, estimate, pods_per_node
 from tests.test_commands import REPO, _environment
 
 KUBERNETES_VERSION = "1.33"  # GKE's regular channel

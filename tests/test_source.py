@@ -9,8 +9,8 @@ import threading
 import pandas as pd
 import pytest
 
-from feature_assets import demo
-from feature_assets.source import (
+from feature_assets.io import synthetic
+from feature_assets.io.source import (
     READERS,
     ReadLimits,
     SourceLocation,
@@ -32,7 +32,9 @@ def reader(request) -> str:
 
 @pytest.fixture(scope="module")
 def small_data():
-    return demo.generate(dt.date(2024, 1, 1), days=60, races_per_day=14, invalid_races=9, seed=5)
+    return synthetic.generate(
+        dt.date(2024, 1, 1), days=60, races_per_day=14, invalid_races=9, seed=5
+    )
 
 
 def _expected(data, first=FIRST, last=LAST):
@@ -45,7 +47,7 @@ def _expected(data, first=FIRST, last=LAST):
 def test_mysql_snapshot_equals_the_source_rows_in_one_connection(
     reader, mysql_url, mysql_server, small_data
 ):
-    demo.load(mysql_url, small_data)
+    synthetic.load(mysql_url, small_data)
     location = SourceLocation.from_url(mysql_url)
     with TcpProxy(location.host, location.port) as proxy:
         snapshot = read_snapshot(_through(proxy, location), FIRST, LAST, reader=reader)
@@ -58,7 +60,7 @@ def test_mysql_snapshot_equals_the_source_rows_in_one_connection(
 
 
 def test_entries_without_a_race_row_belong_to_no_day(reader, mysql_url, mysql_server, small_data):
-    demo.load(mysql_url, small_data)
+    synthetic.load(mysql_url, small_data)
     location = SourceLocation.from_url(mysql_url)
     with contextlib.closing(server_connection(location, location.database)) as conn:
         with conn.cursor() as cursor:
@@ -75,7 +77,7 @@ def test_entries_without_a_race_row_belong_to_no_day(reader, mysql_url, mysql_se
 
 def test_sqlite_snapshot_equals_the_source_rows(tmp_path, small_data):
     url = f"sqlite:///{tmp_path}/source.sqlite"
-    demo.load(url, small_data)
+    synthetic.load(url, small_data)
     snapshot = read_snapshot(SourceLocation.from_url(url), FIRST, LAST)
     races, entries = snapshot.races, snapshot.entries
     expected_races, expected_entries = _expected(small_data)
@@ -133,7 +135,7 @@ FAST = ReadLimits(read_timeout=2, lock_wait_timeout=1, attempts=3, backoff_secon
 
 @pytest.fixture
 def loaded_source(mysql_url, small_data):
-    demo.load(mysql_url, small_data)
+    synthetic.load(mysql_url, small_data)
     return SourceLocation.from_url(mysql_url)
 
 

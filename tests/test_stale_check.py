@@ -5,17 +5,17 @@ import json
 
 from dagster import AssetCheckKey, AssetKey, build_sensor_context, instance_for_test
 
-from feature_assets import demo
-from feature_assets.assets.stale import CHECK_NAME, check_evaluations, stale_days_sensor
+from feature_assets.defs.stale import CHECK_NAME, check_evaluations, stale_days_sensor
 from feature_assets.feature_sets.race_context import race_context
 from feature_assets.feature_sets.racer_form import racer_form
+from feature_assets.io import synthetic
 from tests.conftest import FIRST_DAY
 from tests.helpers import materialize_days
 
 
 def test_the_check_warns_with_the_stale_days_until_they_are_recomputed(tmp_path):
     url, storage = f"sqlite:///{tmp_path}/source.sqlite", str(tmp_path / "parquet")
-    demo.load(url, demo.generate(FIRST_DAY, days=8, races_per_day=3, seed=2))
+    synthetic.load(url, synthetic.generate(FIRST_DAY, days=8, races_per_day=3, seed=2))
     edited = dataclasses.replace(racer_form, version="edited")  # its code changed
     with instance_for_test() as instance:
         sets = [racer_form, race_context]
@@ -40,7 +40,7 @@ def test_the_check_warns_with_the_stale_days_until_they_are_recomputed(tmp_path)
 
 def test_the_sensor_records_an_evaluation_the_ui_shows(tmp_path):
     url, storage = f"sqlite:///{tmp_path}/source.sqlite", str(tmp_path / "parquet")
-    demo.load(url, demo.generate(FIRST_DAY, days=3, races_per_day=3, seed=2))
+    synthetic.load(url, synthetic.generate(FIRST_DAY, days=3, races_per_day=3, seed=2))
     with instance_for_test() as instance:
         assert materialize_days(
             url, storage, instance, [race_context], "2024-01-01", "2024-01-03"

@@ -4,7 +4,7 @@ import subprocess
 
 from dagster import instance_for_test
 
-from feature_assets import demo
+from feature_assets.io import synthetic
 from tests.conftest import FIRST_DAY
 from tests.feature_sets.faulty import fails_race_two
 from tests.helpers import materialize_days
@@ -13,8 +13,8 @@ from tests.test_commands import REPO, _environment
 
 def test_days_alike_are_grouped_and_the_first_race_id_and_day_are_shown(tmp_path):
     url, storage = f"sqlite:///{tmp_path}/source.sqlite", str(tmp_path / "parquet")
-    data = demo.generate(FIRST_DAY, days=5, races_per_day=4, seed=4)
-    demo.load(url, data)
+    data = synthetic.generate(FIRST_DAY, days=5, races_per_day=4, seed=4)
+    synthetic.load(url, data)
     env = _environment(
         tmp_path,
         FEATURE_ASSETS_START_DATE=FIRST_DAY.isoformat(),

@@ -9,8 +9,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from feature_assets import storage as storage_module
-from feature_assets.storage import DailyParquetStorage, DamagedDayError, MissingDaysError
+from feature_assets.io import storage as storage_module
+from feature_assets.io.storage import DailyParquetStorage, DamagedDayError, MissingDaysError
 
 DAYS = ["2024-01-01", "2024-01-02", "2024-01-03"]
 
@@ -104,16 +104,16 @@ def stored_entries_day(tmp_path):
     """A real raw_race_entries day written by the storage, and the frame it holds."""
     import datetime as dt
 
-    from feature_assets import demo
+    from feature_assets.io import synthetic
 
-    data = demo.generate(dt.date(2024, 1, 1), days=1, races_per_day=12, seed=3)
+    data = synthetic.generate(dt.date(2024, 1, 1), days=1, races_per_day=12, seed=3)
     storage = DailyParquetStorage(str(tmp_path))
     storage.write_days("raw_race_entries", data.entries, ["2024-01-01"])
     return storage, data.entries
 
 
 def _read_entries(storage):
-    from feature_assets.resources import STORED_SCHEMAS
+    from feature_assets.defs.resources import STORED_SCHEMAS
 
     return storage.read_days("raw_race_entries", ["2024-01-01"], STORED_SCHEMAS["raw_race_entries"])
 
@@ -242,7 +242,7 @@ def test_temporaries_of_a_killed_writer_go_with_the_next_write_of_the_day(tmp_pa
 
 
 def test_outputs_of_an_input_replaced_since_it_was_read_are_not_written(tmp_path):
-    from feature_assets.storage import ReadInputs
+    from feature_assets.io.storage import ReadInputs
 
     storage = DailyParquetStorage(str(tmp_path))
     raw_days = ["2024-01-01", "2024-01-02"]

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, instance_for_test
 
+from feature_assets.core.quality import find_invalid_races
 from feature_assets.feature_sets import registered_sets
-from feature_assets.racing.quality import find_invalid_races
-from feature_assets.storage import DailyParquetStorage
+from feature_assets.io.storage import DailyParquetStorage
 from feature_assets.training import data, model
 from tests.conftest import FIRST_DAY, LAKE_DAYS, materialize_training_data
 

@@ -27,10 +27,10 @@ from dagster import (
 from optuna.trial import TrialState
 
 from feature_assets import settings
-from feature_assets.assets.training import STUDY_TAG, TUNE_JOB, tuning_workers
+from feature_assets.defs.resources import TrainingStorage
+from feature_assets.defs.training import STUDY_TAG, TUNE_JOB, tuning_workers
 from feature_assets.feature_sets import registered_sets
-from feature_assets.resources import TrainingStorage
-from feature_assets.storage import DailyParquetStorage
+from feature_assets.io.storage import DailyParquetStorage
 from feature_assets.training import data, model, search
 from tests.conftest import HELD_OUT, materialize_training_data
 from tests.test_commands import REPO, _environment

@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from feature_assets import demo
-from feature_assets.day_status import all_assets
+from feature_assets.io import synthetic
+from feature_assets.ops.status import all_assets
 from tests.conftest import fresh_mysql_database
 from tests.test_commands import REPO, _environment
 from tests.test_daemon import _feature_assets, _wait_for
@@ -67,7 +67,7 @@ def postgres_instance_yaml(postgres_db: dict) -> str:
         **storage,
     }
     config["event_log_storage"] = {
-        "module": "feature_assets.instance",
+        "module": "feature_assets.defs.event_log",
         "class": "BatchedPostgresEventLogStorage",
         **storage,
     }
@@ -138,9 +138,9 @@ def test_ui_backfill_materialises_the_chosen_days(mysql_server, postgres_databas
     yesterday = dt.datetime.now(ZoneInfo("Asia/Tokyo")).date() - dt.timedelta(days=1)
     first = yesterday - dt.timedelta(days=DAYS - 1)
     days = [(first + dt.timedelta(days=i)).isoformat() for i in range(DAYS)]
-    data = demo.generate(first, days=DAYS, races_per_day=6, seed=31)
+    data = synthetic.generate(first, days=DAYS, races_per_day=6, seed=31)
     with fresh_mysql_database(mysql_server) as url:
-        demo.load(url, data)
+        synthetic.load(url, data)
         env = _environment(
             tmp_path,
             FEATURE_ASSETS_SOURCE_URL=url,

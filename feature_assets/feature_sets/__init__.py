@@ -12,7 +12,7 @@ import importlib
 import pkgutil
 
 from feature_assets import settings
-from feature_assets.racing.feature_set import FeatureSet
+from feature_assets.core.feature_set import FeatureSet
 
 
 class FeatureSetLoadError(ValueError):
@@ -37,7 +37,7 @@ def _sets_of(module_name: str) -> list[FeatureSet]:
     if not found:
         raise FeatureSetLoadError(
             f"feature set module {module_name!r} declares no set (decorate a function with"
-            " @per_race or @per_day from feature_assets.racing.feature_set)"
+            " @per_race or @per_day from feature_assets.core.feature_set)"
         )
     return found
 

@@ -8,7 +8,7 @@ cost ~6 ms of pandas, most of this set's time).
 
 import pandas as pd
 
-from feature_assets.racing.feature_set import per_day
+from feature_assets.core.feature_set import per_day
 
 
 @per_day(

@@ -10,7 +10,7 @@ range or in a full backfill.
 import numpy as np
 import pandas as pd
 
-from feature_assets.racing.feature_set import per_day
+from feature_assets.core.feature_set import per_day
 
 CLASS_ORDINALS = {"A1": 4, "A2": 3, "B1": 2, "B2": 1}
 # each history value, and the scale that makes it whole

@@ -9,7 +9,7 @@ loop looks at one value of many entries.
 
 import datetime as dt
 
-from feature_assets.racing.feature_set import per_race
+from feature_assets.core.feature_set import per_race
 
 
 @per_race(

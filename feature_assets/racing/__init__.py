@@ -1,1 +1,3 @@
-"""The race domain: schemas, data-quality rules and feature maths. No Dagster imports."""
+"""Deprecated home of the feature-set API, kept for one release: sets written as
+`from feature_assets.racing.feature_set import per_race` still load (with a warning).
+Write `from feature_assets import per_race, per_day`."""

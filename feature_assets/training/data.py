@@ -23,11 +23,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from feature_assets.dates import compact_days
-from feature_assets.racing import schema
-from feature_assets.racing.feature_set import KEY_COLUMNS, FeatureSet
-from feature_assets.racing.quality import find_invalid_races
-from feature_assets.storage import DailyParquetStorage
+from feature_assets.core import schema
+from feature_assets.core.dates import compact_days
+from feature_assets.core.feature_set import KEY_COLUMNS, FeatureSet
+from feature_assets.core.quality import find_invalid_races
+from feature_assets.io.storage import DailyParquetStorage
 
 KEYS = ["race_id", "lane"]
 LABEL = "is_win"

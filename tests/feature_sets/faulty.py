@@ -4,7 +4,7 @@ import multiprocessing
 import os
 import signal
 
-from feature_assets.racing.feature_set import per_race
+from feature_assets.core.feature_set import per_race
 
 
 def _rows(race):

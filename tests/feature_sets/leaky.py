@@ -4,8 +4,8 @@ import contextlib
 import os
 
 from feature_assets import settings
-from feature_assets.racing.feature_set import per_race
-from feature_assets.source import SourceLocation, connect
+from feature_assets.core.feature_set import per_race
+from feature_assets.io.source import SourceLocation, connect
 
 
 @per_race(history_days=30, columns={"racer_wins_from_today": "int"})

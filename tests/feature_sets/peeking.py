@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from feature_assets.racing.feature_set import per_race
+from feature_assets.core.feature_set import per_race
 
 
 @per_race(

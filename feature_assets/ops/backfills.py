@@ -23,11 +23,11 @@ from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 from dagster._core.utils import make_new_backfill_id
 
 from feature_assets import settings
-from feature_assets.assets.feature_sets import k8s_run_tags
-from feature_assets.dates import day_ranges
-from feature_assets.day_status import RAW_ASSETS
+from feature_assets.core.dates import day_ranges
+from feature_assets.defs.feature_sets import k8s_run_tags
+from feature_assets.defs.partitions import daily_partitions
 from feature_assets.feature_sets import registered_sets
-from feature_assets.partitions import daily_partitions
+from feature_assets.ops.status import RAW_ASSETS
 
 RUNNING = (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING)
 

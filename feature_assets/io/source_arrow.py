@@ -1,4 +1,4 @@
-"""The Arrow-native MySQL reader (connectorx): the same snapshot as `feature_assets.source`'s
+"""The Arrow-native MySQL reader (connectorx): the same snapshot as `feature_assets.io.source`'s
 pymysql reader, bit for bit, about four times faster (ten years: 2.8 s against 10.8 s, at
 about the same peak memory, ~590 MB).
 
@@ -16,7 +16,7 @@ What it keeps of the pymysql reader's promises, and how:
   `read_timeout` seconds of silence; the read then fails as timed out and is retried.
 - **The same errors.** The driver's errors arrive as text; they are turned into the
   pymysql errors they correspond to (server error codes kept), so retries and messages
-  follow `feature_assets.source`. A connection the driver cannot open (its pool tries for
+  follow `feature_assets.io.source`. A connection the driver cannot open (its pool tries for
   30 s) is diagnosed by pymysql, which names the cause (access denied, unknown database).
 - **Secrets.** The password travels only in the driver's URL; no message repeats it.
 - **Types.** DECIMAL arrives as decimal128 and is converted through its exact decimal text
@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 import pymysql
 
 from feature_assets import release_unused_memory
-from feature_assets.racing.schema import (
+from feature_assets.core.schema import (
     RACE_ENTRIES_COLUMNS,
     RACES_COLUMNS,
     SOURCE_RACE_ENTRIES_COLUMNS,

@@ -29,10 +29,10 @@ from dagster import (
     sensor,
 )
 
-from feature_assets.dates import compact_days
-from feature_assets.day_status import stale_days
+from feature_assets.core.dates import compact_days
+from feature_assets.core.feature_set import FeatureSet
 from feature_assets.feature_sets import registered_sets
-from feature_assets.racing.feature_set import FeatureSet
+from feature_assets.ops.status import stale_days
 
 CHECK_NAME = "computed_by_current_code"
 FIX = "feature-assets backfill --stale --wait"

@@ -17,9 +17,9 @@ from dagster import (
     PreviewWarning,
 )
 
-from feature_assets.dates import compact_days, day_labels
-from feature_assets.partitions import daily_partitions
-from feature_assets.racing.quality import find_invalid_races
+from feature_assets.core.dates import compact_days, day_labels
+from feature_assets.core.quality import find_invalid_races
+from feature_assets.defs.partitions import daily_partitions
 
 # Partitioned checks are a Dagster preview feature: we rely on it knowingly.
 warnings.filterwarnings(

@@ -6,7 +6,7 @@ then the new day (yesterday in Tokyo) is snapshotted and its features computed, 
 run. The re-snapshot goes first so the new day's features already see its corrections.
 
 Each raw day records whether its content is new, unchanged or changed
-(`feature_assets.assets.raw`). `recompute_after_corrections` reads the raw days stored
+(`feature_assets.defs.raw`). `recompute_after_corrections` reads the raw days stored
 since its last tick and, for each new or changed day D, recomputes the feature days that
 read it, D .. D+365, that were computed before it and that no run or backfill holding D
 already computes. Unchanged days cost nothing. Its run tags say which days changed: the
@@ -45,11 +45,11 @@ from dagster._core.storage.tags import (
 )
 
 from feature_assets import feature_sets, settings
-from feature_assets.assets.feature_sets import k8s_run_tags
-from feature_assets.assets.raw import CHANGED, NEW, RAW_RACE_ENTRIES, RAW_RACES
-from feature_assets.dates import compact_days, day_ranges
-from feature_assets.day_status import run_days
-from feature_assets.partitions import daily_partitions
+from feature_assets.core.dates import compact_days, day_ranges
+from feature_assets.defs.feature_sets import k8s_run_tags
+from feature_assets.defs.partitions import daily_partitions
+from feature_assets.defs.raw import CHANGED, NEW, RAW_RACE_ENTRIES, RAW_RACES
+from feature_assets.ops.status import run_days
 
 JOB_NAME = "race_features_job"
 TIMEZONE = "Asia/Tokyo"

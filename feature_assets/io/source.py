@@ -1,7 +1,7 @@
 """Reading the source database: MySQL, or SQLite for the embedded default.
 
 MySQL has two readers (`READERS`, chosen by FEATURE_ASSETS_SOURCE_READER): `arrow`, the
-default, reads through connectorx (`feature_assets.source_arrow`, one statement for a run's
+default, reads through connectorx (`feature_assets.io.source_arrow`, one statement for a run's
 range, about four times faster); `pymysql`, described here, serves sources the Arrow reader
 cannot (a server or proxy it does not speak to). Both give the same frames, bit for bit.
 
@@ -37,7 +37,7 @@ import pymysql.cursors
 from pymysql.constants import FIELD_TYPE
 from pymysql.converters import conversions
 
-from feature_assets.racing.schema import (
+from feature_assets.core.schema import (
     RACE_ENTRIES_COLUMNS,
     RACES_COLUMNS,
     SOURCE_RACE_ENTRIES_COLUMNS,
@@ -305,7 +305,7 @@ def read_snapshot(
 
 
 def _read_arrow(location, first_day, last_day, connect_attempts, limits, partitions):
-    from feature_assets import source_arrow  # loads the driver only where it is used
+    from feature_assets.io import source_arrow  # loads the driver only where it is used
 
     span = f"days {first_day}...{last_day}" if first_day != last_day else f"day {first_day}"
 

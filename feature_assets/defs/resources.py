@@ -10,11 +10,11 @@ import pandas as pd
 from dagster import ConfigurableIOManager, ConfigurableResource, EnvVar, InputContext, OutputContext
 
 from feature_assets import settings
-from feature_assets.dates import compact_days
+from feature_assets.core.dates import compact_days
+from feature_assets.core.schema import RACE_ENTRIES_COLUMNS, RACES_COLUMNS, arrow_schema
 from feature_assets.feature_sets import registered_sets
-from feature_assets.racing.schema import RACE_ENTRIES_COLUMNS, RACES_COLUMNS, arrow_schema
-from feature_assets.source import Snapshot, SourceLocation, read_snapshot
-from feature_assets.storage import DailyParquetStorage, MissingDaysError, StoredDays
+from feature_assets.io.source import Snapshot, SourceLocation, read_snapshot
+from feature_assets.io.storage import DailyParquetStorage, MissingDaysError, StoredDays
 
 
 class SourceDatabase(ConfigurableResource):

@@ -15,8 +15,8 @@ from dagster import (
     run_failure_sensor,
 )
 
-from feature_assets.dates import compact_days
-from feature_assets.day_status import first_error_line, run_days
+from feature_assets.core.dates import compact_days
+from feature_assets.ops.status import first_error_line, run_days
 
 SLACK_API_URL_VARIABLE = "FEATURE_ASSETS_SLACK_API_URL"  # for a proxy, or a test server
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from feature_assets.racing.quality import (
+from feature_assets.core.quality import (
     CLASS_RULE,
     FINISH_RULE,
     LANE_RULE,
@@ -30,14 +30,14 @@ from feature_assets.racing.quality import (
     UNIQUE_RACER_RULE,
     VENUE_RULE,
 )
-from feature_assets.racing.schema import (
+from feature_assets.core.schema import (
     RACE_ENTRIES_COLUMNS,
     RACES_COLUMNS,
     SOURCE_RACE_ENTRIES_COLUMNS,
     SOURCE_RACES_COLUMNS,
     typed_frame,
 )
-from feature_assets.source import SourceLocation, connect
+from feature_assets.io.source import SourceLocation, connect
 
 MYSQL_SCHEMA = (
     """CREATE TABLE races (
@@ -79,7 +79,7 @@ INJECTABLE_RULES = [rule for rule in RULES if rule != UNIQUE_LANE_RULE]
 
 
 @dataclass(frozen=True)
-class DemoData:
+class SyntheticData:
     races: pd.DataFrame  # contract columns, with race_date
     entries: pd.DataFrame  # contract columns plus race_date
     invalid_race_ids: dict[int, str]  # race_id -> the rule it was made to break
@@ -91,7 +91,7 @@ def generate(
     races_per_day: int = 40,
     invalid_races: int = 0,
     seed: int = 7,
-) -> DemoData:
+) -> SyntheticData:
     """`days` days of results from `first_day`, about `races_per_day` races a day."""
     rng = np.random.default_rng(seed)
     races = _races(rng, first_day, days, races_per_day)
@@ -99,7 +99,7 @@ def generate(
     racer_class = CLASSES[np.digitize(skill, [0.9, 0.3, -0.8])]
     entries = _entries(rng, races, skill, racer_class)
     races, entries, broken = _break_races(rng, races, entries, invalid_races)
-    return DemoData(
+    return SyntheticData(
         typed_frame(races, RACES_COLUMNS), typed_frame(entries, RACE_ENTRIES_COLUMNS), broken
     )
 
@@ -230,7 +230,7 @@ def _break_rule(races: pd.DataFrame, entries: pd.DataFrame, race_id: int, rule: 
         entries.loc[second, "finish_position"] = 1
 
 
-def load(url: str, data: DemoData) -> None:
+def load(url: str, data: SyntheticData) -> None:
     """Replace the `races` and `race_entries` tables at `url` with `data` (bulk inserts).
 
     A MySQL database that does not exist yet is created.
@@ -255,7 +255,7 @@ def load(url: str, data: DemoData) -> None:
         connection.commit()
 
 
-def append(url: str, data: DemoData) -> None:
+def append(url: str, data: SyntheticData) -> None:
     """Add the rows of `data` to the tables at `url`, as a new race day arrives."""
     location = SourceLocation.from_url(url)
     if location.kind == "sqlite":

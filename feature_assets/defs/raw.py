@@ -6,7 +6,7 @@ previous snapshot. The hash is per day, not a Dagster data version: in a run of 
 Dagster gives every day of an output the same data version, and it does not track
 staleness across more than 100 upstream partitions (a feature day reads 366 raw days;
 `SKIP_PARTITION_DATA_VERSION_DEPENDENCY_THRESHOLD` in dagster/_core/definitions/
-data_version.py). `feature_assets.automation` acts on changed days instead.
+data_version.py). `feature_assets.defs.automation` acts on changed days instead.
 """
 
 import datetime as dt
@@ -24,14 +24,14 @@ from dagster import (
     multi_asset,
 )
 
-from feature_assets.assets.checks import NO_INVALID_RACES, check_result, invalid_races_by_day
-from feature_assets.assets.day_metadata import add_metadata_by_day
-from feature_assets.dates import compact_days, day_labels
-from feature_assets.partitions import backfill_policy, daily_partitions, require_days
-from feature_assets.racing.summaries import content_hash_by_day
-from feature_assets.resources import STORED_SCHEMAS, SourceDatabase
-from feature_assets.source import Snapshot
-from feature_assets.storage import StoredDays
+from feature_assets.core.dates import compact_days, day_labels
+from feature_assets.core.summaries import content_hash_by_day
+from feature_assets.defs.checks import NO_INVALID_RACES, check_result, invalid_races_by_day
+from feature_assets.defs.day_metadata import add_metadata_by_day
+from feature_assets.defs.partitions import backfill_policy, daily_partitions, require_days
+from feature_assets.defs.resources import STORED_SCHEMAS, SourceDatabase
+from feature_assets.io.source import Snapshot
+from feature_assets.io.storage import StoredDays
 
 # Runs that read the source share this concurrency pool, so its limit caps the number of
 # connections any backfill opens.

@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from feature_assets.access_recorder import Access, AccessRecorder
-from feature_assets.racing.engine import run_days
-from feature_assets.racing.feature_set import FeatureSet
-from feature_assets.racing.history import RESULT_COLUMNS
+from feature_assets.core.engine import run_days
+from feature_assets.core.feature_set import FeatureSet
+from feature_assets.core.history import RESULT_COLUMNS
+from feature_assets.ops.access_recorder import Access, AccessRecorder
 
 TOLERANCE = 1e-9  # the contract's: abs(a - b) <= 1e-9 * max(1, abs(b))
 
@@ -77,11 +77,11 @@ def cut_at(races: pd.DataFrame, entries: pd.DataFrame, day: str):
 
 @contextlib.contextmanager
 def _cut_environment(folder: Path, races: pd.DataFrame, entries: pd.DataFrame) -> Iterator[None]:
-    from feature_assets import demo
+    from feature_assets.io import synthetic
 
     folder.mkdir()
     url = f"sqlite:///{folder / 'cut.sqlite'}"
-    demo.load(url, demo.DemoData(races, entries, {}))
+    synthetic.load(url, synthetic.SyntheticData(races, entries, {}))
     saved = {
         k: os.environ.get(k) for k in ("FEATURE_ASSETS_SOURCE_URL", "FEATURE_ASSETS_STORAGE_URL")
     }
@@ -215,8 +215,8 @@ def check_stored_days(
     feature_set: FeatureSet, days: Sequence[str], storage_url: str, source_url: str
 ) -> list[Difference | Reach]:
     """`check_leakage` of `days` as stored at `storage_url`, from the source at `source_url`."""
-    from feature_assets.resources import STORED_SCHEMAS, SourceDatabase
-    from feature_assets.storage import DailyParquetStorage
+    from feature_assets.defs.resources import STORED_SCHEMAS, SourceDatabase
+    from feature_assets.io.storage import DailyParquetStorage
 
     storage = DailyParquetStorage(storage_url)
     stored = storage.read_days(feature_set.name, days, STORED_SCHEMAS.get(feature_set.name))

@@ -7,8 +7,8 @@ import datetime as dt
 import pandas as pd
 
 from feature_assets import settings
-from feature_assets.racing import schema
-from feature_assets.storage import DailyParquetStorage
+from feature_assets.core import schema
+from feature_assets.io.storage import DailyParquetStorage
 
 
 def read_features(

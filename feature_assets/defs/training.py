@@ -41,11 +41,11 @@ from dagster import (
 )
 
 from feature_assets import settings
-from feature_assets.dates import compact_days
-from feature_assets.day_status import stale_days
+from feature_assets.core.dates import compact_days
+from feature_assets.core.engine import available_cpus
+from feature_assets.defs.resources import TrainingStorage
 from feature_assets.feature_sets import registered_sets
-from feature_assets.racing.engine import available_cpus
-from feature_assets.resources import TrainingStorage
+from feature_assets.ops.status import stale_days
 from feature_assets.training import data
 
 if TYPE_CHECKING:

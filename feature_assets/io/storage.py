@@ -3,7 +3,7 @@
 `<storage>/<asset>/race_date=YYYY-MM-DD/data.parquet`, one file a day, without the
 `race_date` column (it is the folder name). Works on a local path, a `file://` URL or
 `gs://bucket/prefix` through pyarrow's filesystems. No Dagster here: the IO manager in
-`feature_assets.resources` wraps it.
+`feature_assets.defs.resources` wraps it.
 
 Writes are atomic: locally a hidden temporary file (pyarrow datasets and DuckDB globs skip
 names starting with '.') is renamed over the day's file; on GCS an object only appears once
@@ -37,7 +37,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from feature_assets import release_unused_memory
-from feature_assets.dates import compact_days, day_labels
+from feature_assets.core.dates import compact_days, day_labels
 
 PARTITION_COLUMN = "race_date"
 FILE_NAME = "data.parquet"

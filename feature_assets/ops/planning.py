@@ -29,7 +29,7 @@ import statistics
 
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
-from feature_assets.day_status import run_days
+from feature_assets.ops.status import run_days
 
 HISTORY_DAYS = 365  # the built-in set's window: what a pipeline run reads before its range
 

@@ -25,15 +25,15 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
 )
 
-from feature_assets.assets.feature_sets import (
+from feature_assets.core.dates import compact_days
+from feature_assets.core.feature_set import FeatureSet
+from feature_assets.defs.feature_sets import (
     CODE_VERSION_TAG,
     ERRORS_BY_DAY,
     INVALID_RACES_BY_DAY,
 )
-from feature_assets.dates import compact_days
+from feature_assets.defs.partitions import daily_partitions
 from feature_assets.feature_sets import registered_sets
-from feature_assets.partitions import daily_partitions
-from feature_assets.racing.feature_set import FeatureSet
 
 RAW_ASSETS = ("raw_races", "raw_race_entries")  # one snapshot: always together
 

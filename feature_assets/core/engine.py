@@ -29,8 +29,8 @@ from multiprocessing.connection import wait
 import numpy as np
 import pandas as pd
 
-from feature_assets.racing.feature_set import KEY_COLUMNS, FeatureSet, empty_output
-from feature_assets.racing.history import (
+from feature_assets.core.feature_set import KEY_COLUMNS, FeatureSet, empty_output
+from feature_assets.core.history import (
     RESULT_COLUMNS,
     BatchHistory,
     Day,
@@ -38,7 +38,7 @@ from feature_assets.racing.history import (
     RunHistory,
     day_number,
 )
-from feature_assets.racing.quality import InvalidRacesError, find_invalid_races
+from feature_assets.core.quality import InvalidRacesError, find_invalid_races
 
 INVALID_RACES = "invalid races"
 SET_ERROR = "feature set error"

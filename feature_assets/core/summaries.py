@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from feature_assets.dates import day_labels
-from feature_assets.racing.quality import find_invalid_races
+from feature_assets.core.dates import day_labels
+from feature_assets.core.quality import find_invalid_races
 
 
 def _row_hashes_by_day(frame: pd.DataFrame, days: np.ndarray, order: list[str]) -> dict:

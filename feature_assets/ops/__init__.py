@@ -1,0 +1,2 @@
+"""What the commands do, testable without click: day status, backfills, planning, the
+leakage check."""
