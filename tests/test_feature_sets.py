@@ -277,10 +277,10 @@ def test_check_leakage_catches_a_set_that_reads_around_the_api(year_source, tmp_
     assert raw.returncode == 0, raw.stderr[-3000:]
     run = _dagster_materialize(env, "leaky,racer_form", _day(200), _day(209))
     assert run.returncode == 0, run.stderr[-3000:]
-    leak = _feature_assets(env, "check-leakage", "leaky", "--days", "3")
+    leak = _feature_assets(env, "check-leakage", "leaky", "--sample", "3")
     assert leak.returncode == 1, leak.stderr[-3000:]
     assert "LEAK:" in leak.stdout and "racer_wins_from_today: stored" in leak.stdout
-    clean = _feature_assets(env, "check-leakage", "racer_form", "--days", "3")
+    clean = _feature_assets(env, "check-leakage", "racer_form", "--sample", "3")
     assert clean.returncode == 0, clean.stdout + clean.stderr[-3000:]
     assert "No leak: 3 day(s)" in clean.stdout
 
@@ -321,7 +321,7 @@ def test_a_user_set_in_its_own_package_changed_turns_only_its_days_stale(year_so
     assert raw.returncode == 0, raw.stderr[-3000:]
     run = _dagster_materialize(env, "race_features,my_set", first, last)
     assert run.returncode == 0, run.stderr[-3000:]
-    status = _feature_assets(env, "status", "--asset", "my_set", "--json")
+    status = _feature_assets(env, "status", "--assets", "my_set", "--json")
     [my_set] = [a for a in json.loads(status.stdout) if a["asset"] == "my_set"]
     assert my_set["stale"] == []
 
@@ -340,7 +340,7 @@ def test_a_user_set_in_its_own_package_changed_turns_only_its_days_stale(year_so
     # what the daemon runs for it
     rerun = _dagster_materialize(env, "my_set", first, last)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    after = _feature_assets(env, "status", "--asset", "my_set", "--json")
+    after = _feature_assets(env, "status", "--assets", "my_set", "--json")
     assert json.loads(after.stdout)[0]["stale"] == []
     stored = DailyParquetStorage(str(tmp_path / "parquet")).read_days("my_set", [last])
     day = FIRST_DAY + dt.timedelta(39)

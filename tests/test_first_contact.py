@@ -95,7 +95,7 @@ def test_a_day_that_fails_has_no_file_and_backfill_failed_repairs_it(mysql_serve
             assert bad_day not in {f.split("race_date=")[1][:10] for f in lake.files}
             assert len(lake.files) == DATA_DAYS - 1
 
-            status = _feature_assets(env, "status", "--asset", "race_features")
+            status = _feature_assets(env, "status", "--assets", "race_features")
             assert status.returncode == 1
             assert f"{bad_day} (1 day(s)): invalid races: venue_code must be in 1..24" in (
                 status.stdout

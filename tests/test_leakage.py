@@ -155,7 +155,7 @@ def test_the_command_fails_naming_the_set_day_file_and_line(lake, tmp_path):
         PYTHONPATH=f"{folder}:{REPO}",
     )
     leak = subprocess.run(
-        ["feature-assets", "check-leakage", "reads_stored_parquet", "--days", "2"],
+        ["feature-assets", "check-leakage", "reads_stored_parquet", "--sample", "2"],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert leak.returncode == 1, leak.stdout + leak.stderr[-3000:]

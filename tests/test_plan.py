@@ -54,7 +54,7 @@ def test_seconds_per_day_come_from_finished_runs(mysql_url, tmp_path, monkeypatc
 
     def plan(*args):
         return subprocess.run(
-            ["feature-assets", "plan", "--days", "3650", *args],
+            ["feature-assets", "plan", "--day-count", "3650", *args],
             env=env,
             cwd=REPO,
             capture_output=True,
@@ -95,7 +95,7 @@ def test_the_users_workload_fits_in_15_minutes_given_the_quota_it_names():
 def test_plan_prints_the_plan_its_cost_and_the_quota_to_request(tmp_path):
     env = _environment(tmp_path)
     run = subprocess.run(
-        ["feature-assets", "plan", "--days", "3650", "--seconds-per-race", "4"],
+        ["feature-assets", "plan", "--day-count", "3650", "--seconds-per-race", "4"],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
@@ -116,7 +116,7 @@ def test_seconds_per_race_come_from_a_sets_materialisations(mysql_url, tmp_path,
         measured = measured_seconds_per_race(instance, "racer_form")
     assert measured is not None and 0 < measured < 1
     planned = subprocess.run(
-        ["feature-assets", "plan", "--days", "3650", "--set", "racer_form"],
+        ["feature-assets", "plan", "--day-count", "3650", "--set", "racer_form"],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert planned.returncode == 0, planned.stderr

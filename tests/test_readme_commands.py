@@ -12,7 +12,7 @@ from tests.test_commands import REPO, _environment
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 # placeholders a reader fills in, and what this walk fills in
 PLACEHOLDERS = {
-    "[--days N]": "--days 2",
+    "[--sample N]": "--sample 2",
     "<your CPUS quota>": "48",
     "check-leakage NAME": "check-leakage racer_form",
     "plan --set NAME": "plan --set racer_form",

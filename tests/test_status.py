@@ -2,6 +2,7 @@
 
 import subprocess
 
+import pytest
 from dagster import instance_for_test
 
 from feature_assets.io import synthetic
@@ -25,7 +26,7 @@ def test_days_alike_are_grouped_and_the_first_race_id_and_day_are_shown(tmp_path
         run = materialize_days(url, storage, instance, [fails_race_two], "2024-01-01", "2024-01-05")
         assert not run.success
     status = subprocess.run(
-        ["feature-assets", "status", "--asset", "fails_race_two"],
+        ["feature-assets", "status", "--assets", "fails_race_two"],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert status.returncode == 1, status.stderr
@@ -36,3 +37,21 @@ def test_days_alike_are_grouped_and_the_first_race_id_and_day_are_shown(tmp_path
         " ValueError: bar too high"
     ) in status.stdout
     assert "race_id N" not in status.stdout
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        (["status", "--asset", "raw_races"], ["status", "--assets", "raw_races"]),
+        (["plan", "--days", "30"], ["plan", "--day-count", "30"]),
+    ],
+)
+def test_old_option_spellings_still_work_with_a_note(tmp_path, old, new):
+    env = _environment(tmp_path)
+    runs = [
+        subprocess.run(["feature-assets", *args], env=env, cwd=REPO, capture_output=True, text=True)
+        for args in (old, new)
+    ]
+    assert runs[0].stdout == runs[1].stdout and runs[0].returncode == runs[1].returncode
+    assert f"{old[1]} is deprecated here; write {new[1]}" in runs[0].stderr
+    assert "deprecated" not in runs[1].stderr

@@ -10,7 +10,7 @@ run launcher.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dagster import AssetKey, DagsterInstance
@@ -207,3 +207,72 @@ def run_in_process(instance: DagsterInstance, run: PlannedRun, title: str):
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         raise_on_error=False,
     )
+
+
+class BackfillRequestError(ValueError):
+    """The assets asked for are not known; names them."""
+
+
+def days_to_backfill(
+    instance: DagsterInstance,
+    assets: Sequence[str],
+    *,
+    missing: bool = False,
+    failed: bool = False,
+    stale: bool = False,
+    days: Sequence[str] | None = None,
+    described: str | None = None,
+) -> tuple[dict[str, list[str]], str]:
+    """The days of each asset a backfill stores, and its title: each asset's missing, failed
+    or stale days, or `days`; feature days bring the raw history they read that is not
+    stored (a failed day its own snapshot again, since the source may have been fixed);
+    both raw assets get the same days. `assets`: names, or ["all"]."""
+    from feature_assets.feature_sets import feature_set
+    from feature_assets.ops.status import all_assets, days_by_state, feature_set_names, stale_days
+
+    selected = list(all_assets()) if list(assets) in ([], ["all"]) else list(assets)
+    unknown = sorted(set(selected) - set(all_assets()))
+    if unknown:
+        raise BackfillRequestError(
+            f"unknown asset(s): {', '.join(unknown)} (known: {', '.join(all_assets())})"
+        )
+    sets = [name for name in selected if name in feature_set_names()]
+    if stale:
+        days_by_asset = {name: stale_days(instance, feature_set(name)) for name in sets}
+        title = "feature-assets: stale days (code changed)"
+    elif missing or failed:
+        states = days_by_state(instance, selected)
+        days_by_asset = {s.asset: (s.missing if missing else s.failed) for s in states}
+        title = "feature-assets: missing days" if missing else "feature-assets: failed days"
+    else:
+        days_by_asset = {asset: list(days or []) for asset in selected}
+        title = f"feature-assets: {described}"
+    if any(days_by_asset.get(name) for name in sets):
+        [raw_state] = days_by_state(instance, ["raw_race_entries"], with_errors=False)
+        days_by_asset = with_raw_days_needed(
+            days_by_asset, set(raw_state.materialized), snapshot_again=failed
+        )
+    return with_raw_assets_together(days_by_asset), title
+
+
+def run_here(
+    instance: DagsterInstance,
+    days_by_asset: Mapping[str, Sequence[str]],
+    title: str,
+    days_per_run: int | None,
+    report: Callable[[str], None],
+) -> int:
+    """Runs the backfill's ranged runs in this process (`runs_in_order`), telling `report`
+    each one's outcome; returns how many failed."""
+    runs = runs_in_order(days_by_asset, days_per_run)
+    report(
+        f"No dagster-daemon runs for this instance: running the backfill here as {len(runs)}"
+        " ranged run(s), as `dagster asset materialize` would."
+    )
+    failed = 0
+    for run in runs:
+        result = run_in_process(instance, run, title)
+        state = "done" if result.success else "FAILED"
+        report(f"  {', '.join(run.assets)} {run.first}...{run.last}: {state} (run {result.run_id})")
+        failed += not result.success
+    return failed
