@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 from feature_assets.io import synthetic  # noqa: E402
 from feature_assets.io.source import SourceLocation  # noqa: E402
 from tests import reference  # noqa: E402
+from tests.helpers import graphql, materialize_command  # noqa: E402
 
 FIRST_DAY = dt.date(2015, 1, 1)
 SELECT = "raw_races,raw_race_entries,race_features"
@@ -214,20 +215,6 @@ def fresh_postgres_database(host: str, name: str) -> str:
     return name
 
 
-def materialize_command(*partitions: str) -> list[str]:
-    """`dagster asset materialize` of the three assets for the given partition option."""
-    return [
-        shutil.which("dagster"),
-        "asset",
-        "materialize",
-        "-m",
-        "feature_assets.definitions",
-        "--select",
-        SELECT,
-        *partitions,
-    ]
-
-
 def ranged_run(work, name, source, first, last, counters, postgres_db=None) -> dict:
     home = instance_home(work, name, postgres_db)
     storage = work / name / "parquet"
@@ -255,16 +242,6 @@ def single_day(work, ranged: dict, day: dt.date, counters) -> dict:
         work / "single_day.log",
     )
     return {"seconds": seconds, "rss_mb": rss, **counters.since(before)}
-
-
-def graphql(port: int, query: str, variables: dict) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())["data"]
 
 
 LAUNCH = """mutation($params: LaunchBackfillParams!) {

@@ -1,4 +1,10 @@
-"""Shared fixtures: generated datasets and a real MySQL/MariaDB server.
+"""Shared fixtures: generated datasets and a real MySQL/MariaDB server; the test kinds.
+
+Kinds (markers, registered in pyproject.toml): a test that uses a server fixture (MariaDB,
+PostgreSQL, the GCS emulator) is `integration`; `e2e` and `deploy` (and `integration` for a
+network test without a server) are declared on the test or module; every other test is
+`unit` and runs under a guard that fails it, naming the mark to add, if it starts a
+subprocess or opens a network connection.
 
 MySQL tests use FEATURE_ASSETS_TEST_MYSQL_URL (default mysql://root@127.0.0.1:3306), each in
 a database of its own that is dropped afterwards. Without a server they skip, except under
@@ -235,3 +241,43 @@ def materialize_training_data(storage: str, instance):
     return materialize(
         [training_data], instance=instance, resources={"training": training}, raise_on_error=False
     )
+
+
+SERVER_FIXTURES = {"mysql_server", "postgres_database", "gcs_emulator"}
+DECLARED_KINDS = ("unit", "integration", "e2e", "deploy")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if any(item.get_closest_marker(kind) for kind in DECLARED_KINDS):
+            continue
+        if SERVER_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_process_and_open_no_socket(request, monkeypatch):
+    """A unit test answers in seconds on any machine: no server, no subprocess."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refuse(what):
+        def refused(*args, **kwargs):
+            raise RuntimeError(
+                f"a unit test {what}: mark it e2e (subprocesses) or use a server fixture"
+                " (integration), see tests/conftest.py"
+            )
+
+        return refused
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse("starts a subprocess"))
+    connect = socket.socket.connect
+
+    def local_only(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            refuse(f"connects to {address}")()
+        return connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", local_only)

@@ -11,7 +11,7 @@ from dagster import DagsterEventType, SkipReason, build_run_status_sensor_contex
 from feature_assets.defs.alerts import slack_on_run_failure
 from feature_assets.io import synthetic
 from tests.conftest import FIRST_DAY, fresh_mysql_database
-from tests.test_pipeline import ALL, _day, _run
+from tests.helpers import CONTRACT_ASSETS, materialize_range, nth_day
 
 
 class FakeSlack(BaseHTTPRequestHandler):
@@ -51,7 +51,9 @@ def failed_run(mysql_server, tmp_path):
     data = synthetic.generate(FIRST_DAY, days=20, races_per_day=6, invalid_races=1, seed=9)
     with fresh_mysql_database(mysql_server) as url, instance_for_test() as instance:
         synthetic.load(url, data)
-        result = _run(url, str(tmp_path), instance, ALL, _day(0), _day(19))
+        result = materialize_range(
+            url, str(tmp_path), instance, CONTRACT_ASSETS, nth_day(0), nth_day(19)
+        )
         assert not result.success
         run = instance.get_run_by_id(result.run_id)
         failure = instance.get_records_for_run(

@@ -15,9 +15,8 @@ from feature_assets.defs.automation import (
 )
 from feature_assets.io import synthetic
 from tests.conftest import FIRST_DAY
-from tests.test_day_metadata import _swap_first_two_finishers
-from tests.test_pipeline import _day
-from tests.test_pipeline import _run as _run_of
+from tests.helpers import materialize_range as _run_of
+from tests.helpers import nth_day, swap_first_two_finishers
 
 DAYS = 40
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -71,19 +70,21 @@ def test_only_a_changed_day_and_the_days_that_read_it_are_recomputed(mysql_url, 
     synthetic.load(mysql_url, data)
     storage = str(tmp_path / "parquet")
     with instance_for_test() as instance:
-        assert _run(mysql_url, storage, instance, EVERY, _day(0), _day(DAYS - 1)).success
+        assert _run(mysql_url, storage, instance, EVERY, nth_day(0), nth_day(DAYS - 1)).success
         result, cursor = _tick(instance)
         assert isinstance(result, SkipReason)  # the features came in the same run
         assert cursor is not None
 
-        recheck = (_day(DAYS - 7), _day(DAYS - 1))
+        recheck = (nth_day(DAYS - 7), nth_day(DAYS - 1))
         assert _run(mysql_url, storage, instance, [RAW], *recheck).success
         result, cursor = _tick(instance, cursor)
         assert isinstance(result, SkipReason)  # nothing changed: nothing to recompute
 
         corrected = DAYS - 5
-        race_id = int(data.races.loc[data.races["race_date"] == _day(corrected), "race_id"].iloc[0])
-        _swap_first_two_finishers(mysql_url, race_id)
+        race_id = int(
+            data.races.loc[data.races["race_date"] == nth_day(corrected), "race_id"].iloc[0]
+        )
+        swap_first_two_finishers(mysql_url, race_id)
         assert _run(mysql_url, storage, instance, [RAW], *recheck).success
         requests, cursor = _tick(instance, cursor)
         # one run per set, each for the corrected day and the days after it that read it
@@ -92,12 +93,14 @@ def test_only_a_changed_day_and_the_days_that_read_it_are_recomputed(mysql_url, 
         )
         for request in requests:
             assert (request.tags[RANGE_START], request.tags[RANGE_END]) == (
-                _day(corrected),
-                _day(DAYS - 1),
+                nth_day(corrected),
+                nth_day(DAYS - 1),
             )
-            assert request.tags[CHANGED_DAYS_TAG] == _day(corrected)
+            assert request.tags[CHANGED_DAYS_TAG] == nth_day(corrected)
 
-        assert _run(mysql_url, storage, instance, SETS, _day(corrected), _day(DAYS - 1)).success
+        assert _run(
+            mysql_url, storage, instance, SETS, nth_day(corrected), nth_day(DAYS - 1)
+        ).success
         result, _ = _tick(instance, cursor)
         assert isinstance(result, SkipReason)
 
@@ -108,10 +111,10 @@ def test_raw_days_stored_alone_get_their_features(mysql_url, tmp_path):
     synthetic.load(mysql_url, data)
     storage = str(tmp_path / "parquet")
     with instance_for_test() as instance:
-        assert _run(mysql_url, storage, instance, [RAW], _day(0), _day(11)).success
+        assert _run(mysql_url, storage, instance, [RAW], nth_day(0), nth_day(11)).success
         requests, _ = _tick(instance)
         assert sorted(k.to_user_string() for r in requests for k in r.asset_selection) == (
             SET_NAMES
         )
         for request in requests:
-            assert (request.tags[RANGE_START], request.tags[RANGE_END]) == (_day(0), _day(11))
+            assert (request.tags[RANGE_START], request.tags[RANGE_END]) == (nth_day(0), nth_day(11))

@@ -6,53 +6,37 @@ import pytest
 from dagster import AssetKey, DagsterInstance, instance_for_test
 
 from feature_assets.ops.backfills import max_runtime_seconds, with_raw_assets_together
-from tests.test_commands import REPO, _environment
+from tests.helpers import REPO, backfill_command, backfill_targets, command_env
 
 
-def _targets(home) -> list[dict[str, list[str]]]:
-    with instance_for_test(temp_dir=str(home)) as instance:
-        return [_target_days(instance, b.backfill_id) for b in reversed(instance.get_backfills())]
-
-
-def _target_days(instance: DagsterInstance, backfill_id: str) -> dict[str, list[str]]:
-    subset = instance.get_backfill(backfill_id).asset_backfill_data.target_subset
-    return {
-        key.to_user_string(): sorted(subset.get_partitions_subset(key).get_partition_keys())
-        for key in subset.asset_keys
-    }
-
-
-def _backfill(env, *args):
-    return subprocess.run(
-        ["feature-assets", "backfill", *args], env=env, cwd=REPO, capture_output=True, text=True
-    )
-
-
+@pytest.mark.e2e
 def test_a_range_targets_each_asset_on_exactly_those_days(tmp_path):
-    env = _environment(tmp_path)
-    run = _backfill(env, "--range", "2024-03-01...2024-03-03", "--assets", "raw_races")
+    env = command_env(tmp_path)
+    run = backfill_command(env, "--range", "2024-03-01...2024-03-03", "--assets", "raw_races")
     assert run.returncode == 0, run.stderr
     assert "no dagster-daemon is running" in run.stderr
-    [target] = _targets(tmp_path / "dagster_home")
+    [target] = backfill_targets(tmp_path / "dagster_home")
     days = ["2024-03-01", "2024-03-02", "2024-03-03"]
     assert target == {"raw_races": days, "raw_race_entries": days}
 
 
+@pytest.mark.e2e
 def test_days_and_raw_assets_go_together(tmp_path):
-    env = _environment(tmp_path)
-    run = _backfill(env, "--days", "2024-01-05,2024-02-01", "--assets", "raw_races")
+    env = command_env(tmp_path)
+    run = backfill_command(env, "--days", "2024-01-05,2024-02-01", "--assets", "raw_races")
     assert run.returncode == 0, run.stderr
-    [target] = _targets(tmp_path / "dagster_home")
+    [target] = backfill_targets(tmp_path / "dagster_home")
     assert target == {
         "raw_races": ["2024-01-05", "2024-02-01"],
         "raw_race_entries": ["2024-01-05", "2024-02-01"],
     }
 
 
+@pytest.mark.e2e
 def test_missing_days_after_moving_the_start_date_earlier(tmp_path):
-    env = _environment(tmp_path, FEATURE_ASSETS_START_DATE="2026-11-01")
-    assert _backfill(env, "--missing").returncode == 0
-    [first] = _targets(tmp_path / "dagster_home")
+    env = command_env(tmp_path, FEATURE_ASSETS_START_DATE="2026-11-01")
+    assert backfill_command(env, "--missing").returncode == 0
+    [first] = backfill_targets(tmp_path / "dagster_home")
     assert first["raw_races"][0] == "2026-11-01"
     # pretend the first backfill's days were all materialised, then move the start earlier
     with instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
@@ -64,12 +48,13 @@ def test_missing_days_after_moving_the_start_date_earlier(tmp_path):
                     AssetMaterialization(asset_key=AssetKey(asset), partition=day)
                 )
     env["FEATURE_ASSETS_START_DATE"] = "2026-10-25"
-    assert _backfill(env, "--missing").returncode == 0
-    second = _targets(tmp_path / "dagster_home")[1]
+    assert backfill_command(env, "--missing").returncode == 0
+    second = backfill_targets(tmp_path / "dagster_home")[1]
     new_days = [f"2026-10-{d}" for d in range(25, 32)]
     assert second == {asset: new_days for asset in first}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -80,7 +65,7 @@ def test_missing_days_after_moving_the_start_date_earlier(tmp_path):
     ],
 )
 def test_bad_requests_are_named(tmp_path, args, message):
-    run = _backfill(_environment(tmp_path), *args)
+    run = backfill_command(command_env(tmp_path), *args)
     assert run.returncode == 2 and message in run.stderr
 
 
@@ -115,6 +100,7 @@ def test_runs_in_order_store_raw_days_first_then_sets_by_ranges():
     ]
 
 
+@pytest.mark.e2e
 def test_wait_without_a_daemon_runs_the_backfill_here(tmp_path, monkeypatch):
     """As "Add your own features" has it: no daemon, `--wait` still ends with the days."""
     import datetime as dt
@@ -122,7 +108,7 @@ def test_wait_without_a_daemon_runs_the_backfill_here(tmp_path, monkeypatch):
     from feature_assets.io import synthetic
     from feature_assets.ops.status import days_by_state
 
-    env = _environment(tmp_path, FEATURE_ASSETS_START_DATE="2024-01-01")
+    env = command_env(tmp_path, FEATURE_ASSETS_START_DATE="2024-01-01")
     source = tmp_path / "dagster_home" / "data" / "demo.sqlite"
     synthetic.load(
         f"sqlite:///{source}", synthetic.generate(dt.date(2024, 1, 1), days=12, races_per_day=3)

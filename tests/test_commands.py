@@ -2,8 +2,6 @@
 
 import contextlib
 import datetime as dt
-import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -17,18 +15,10 @@ import pytest
 from feature_assets.io import synthetic
 from feature_assets.io.source import SourceLocation
 from tests.conftest import FIRST_DAY, fresh_mysql_database, server_connection
+from tests.helpers import command_env, dagster_materialize, materialize_command
 from tests.tcp_proxy import TcpProxy
 
-REPO = Path(__file__).resolve().parents[1]
-SELECT = "raw_races,raw_race_entries,race_features"
-
-
-def _environment(tmp_path: Path, **variables: str) -> dict[str, str]:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEATURE_ASSETS_")}
-    return {**env, "DAGSTER_HOME": str(home), **variables}
+pytestmark = pytest.mark.e2e
 
 
 @contextlib.contextmanager
@@ -62,23 +52,13 @@ def test_dagster_asset_materialize_a_range_from_mysql(mysql_server, tmp_path):
             TcpProxy(location.host, location.port) as proxy,
         ):
             source = f"mysql://{user}:{password}@127.0.0.1:{proxy.port}/{location.database}"
-            env = _environment(
+            env = command_env(
                 tmp_path,
                 FEATURE_ASSETS_SOURCE_URL=source,
                 FEATURE_ASSETS_STORAGE_URL=str(tmp_path / "parquet"),
             )
             run = subprocess.run(
-                [
-                    "dagster",
-                    "asset",
-                    "materialize",
-                    "-m",
-                    "feature_assets.definitions",
-                    "--select",
-                    SELECT,
-                    "--partition-range",
-                    "2024-01-01...2024-02-29",
-                ],
+                materialize_command("--partition-range", "2024-01-01...2024-02-29"),
                 env=env,
                 cwd=tmp_path,
                 capture_output=True,
@@ -99,7 +79,7 @@ def test_demo_leaves_a_healthy_instance(tmp_path):
     """The demo's data reaches the last partition (yesterday in Tokyo): status is clean and
     there is nothing left to backfill."""
     first = dt.datetime.now(ZoneInfo("Asia/Tokyo")).date() - dt.timedelta(days=200)
-    env = _environment(tmp_path, FEATURE_ASSETS_START_DATE=first.isoformat())
+    env = command_env(tmp_path, FEATURE_ASSETS_START_DATE=first.isoformat())
     run = subprocess.run(
         ["feature-assets", "demo", "--races-per-day", "6"],
         env=env,
@@ -135,7 +115,7 @@ def test_demo_leaves_a_healthy_instance(tmp_path):
     ],
 )
 def test_days_per_run_sets_the_backfill_policy(tmp_path, days_per_run, policy):
-    env = _environment(tmp_path, FEATURE_ASSETS_DAYS_PER_RUN=days_per_run)
+    env = command_env(tmp_path, FEATURE_ASSETS_DAYS_PER_RUN=days_per_run)
     code = (
         "from feature_assets.definitions import defs\n"
         "graph = defs.resolve_asset_graph()\n"
@@ -159,7 +139,7 @@ def test_days_per_run_sets_the_backfill_policy(tmp_path, days_per_run, policy):
     ],
 )
 def test_bad_settings_are_named(tmp_path, variable, value, message):
-    env = _environment(tmp_path, **{variable: value})
+    env = command_env(tmp_path, **{variable: value})
     run = subprocess.run(
         [sys.executable, "-c", "import feature_assets.definitions"],
         env=env,
@@ -167,20 +147,6 @@ def test_bad_settings_are_named(tmp_path, variable, value, message):
         text=True,
     )
     assert run.returncode != 0 and message in run.stderr
-
-
-def _materialize(env, cwd, *days: str):
-    """The raw assets through `dagster asset materialize`, for `--partition[-range] DAYS`."""
-    days = days or ("--partition-range", "2024-01-01...2024-01-20")
-    return subprocess.run(
-        ["dagster", "asset", "materialize", "-m", "feature_assets.definitions"]
-        + ["--select", "raw_races,raw_race_entries", *days],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_a_password_with_special_characters_works_and_shows_nowhere(mysql_server, tmp_path):
@@ -208,7 +174,7 @@ def test_a_password_with_special_characters_works_and_shows_nowhere(mysql_server
             for case, source in cases.items():
                 folder = tmp_path / case
                 folder.mkdir()
-                env = _environment(
+                env = command_env(
                     folder,
                     FEATURE_ASSETS_SOURCE_URL=source,
                     FEATURE_ASSETS_STORAGE_URL=str(folder / "parquet"),
@@ -216,7 +182,7 @@ def test_a_password_with_special_characters_works_and_shows_nowhere(mysql_server
                 )
                 if case == "cut":
                     proxy.cut_after_bytes(20_000, times=2)
-                run = _materialize(env, folder)
+                run = dagster_materialize(env, folder)
                 outcomes[case] = run
                 assert secret not in (run.stdout + run.stderr).encode(), case
                 assert _files_containing(folder, secret) == [], case

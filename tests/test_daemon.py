@@ -15,62 +15,17 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterRunStatus, RunsFilter
 
 from feature_assets.io import synthetic
 from feature_assets.io.storage import DailyParquetStorage
 from tests.conftest import FIRST_DAY, fresh_mysql_database
+from tests.helpers import REPO, command_env, dagster_dev, feature_assets_command, wait_for
 from tests.tcp_proxy import TcpProxy, proxied_url
-from tests.test_commands import REPO, _environment
+
+pytestmark = pytest.mark.e2e
 
 DAYS = 400
-
-
-def _wait_for(condition, timeout: float, what: str, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-@contextlib.contextmanager
-def dagster_dev(env: dict, log: Path):
-    with open(log, "wb") as output:
-        server = subprocess.Popen(
-            ["dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-p", "0"],
-            env=env,
-            cwd=REPO,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
-        with DagsterInstance.get() as instance:
-            beats = {"BACKFILL", "SENSOR"}  # the commands look for these daemon threads
-            _wait_for(lambda: beats <= set(instance.get_daemon_heartbeats()), 120, "the daemon")
-            yield instance
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        os.environ.pop("DAGSTER_HOME", None)
-
-
-def _feature_assets(env, *args, timeout=900):
-    return subprocess.run(
-        ["feature-assets", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def _run_workers(home: Path) -> list[int]:
@@ -105,7 +60,7 @@ def test_backfill_with_killed_workers_ends_like_a_clean_run(clean_features, tmp_
     bad_days = sorted(
         {pd.Timestamp(str(r)[:8]).strftime("%Y-%m-%d") for r in data.invalid_race_ids}
     )
-    env = _environment(
+    env = command_env(
         tmp_path,
         FEATURE_ASSETS_SOURCE_URL=url,
         FEATURE_ASSETS_STORAGE_URL=str(tmp_path / "parquet"),
@@ -122,7 +77,7 @@ def test_backfill_with_killed_workers_ends_like_a_clean_run(clean_features, tmp_
         )
         killed = []
         for _ in range(2):  # kill the run worker twice, each time in the middle of its work
-            pid = _wait_for(
+            pid = wait_for(
                 lambda: [p for p in _run_workers(home) if p not in killed], 180, "a run worker"
             )[0]
             time.sleep(3)
@@ -136,7 +91,7 @@ def test_backfill_with_killed_workers_ends_like_a_clean_run(clean_features, tmp_
         assert sum(r.status == DagsterRunStatus.FAILURE for r in runs) >= 2
         assert any(r.tags.get("dagster/is_resume_retry") or r.parent_run_id for r in runs)
 
-        status = _feature_assets(env, "status", "--json")
+        status = feature_assets_command(env, "status", "--json")
     assert status.returncode == 1  # failed days, and the days after the data are missing
     by_asset = {entry["asset"]: entry for entry in json.loads(status.stdout)}
     for raw in ("raw_races", "raw_race_entries"):
@@ -177,7 +132,7 @@ def test_split_backfill_never_opens_more_connections_than_the_pool(
     # the runs reach the source through a proxy of this test's own: it counts their
     # connections open at once, whoever else uses the server
     with TcpProxy(mysql_server.host, mysql_server.port) as proxy:
-        env = _environment(
+        env = command_env(
             tmp_path,
             FEATURE_ASSETS_SOURCE_URL=proxied_url(url, proxy),
             FEATURE_ASSETS_STORAGE_URL=str(tmp_path / "parquet"),

@@ -1,16 +1,13 @@
 """Per-day metadata: content hashes that see corrections, and feature facts for people."""
 
-import contextlib
-
 import pandas as pd
 from dagster import AssetKey, AssetRecordsFilter, instance_for_test
 
 from feature_assets.core.summaries import content_hash_by_day
 from feature_assets.feature_sets.race_features import race_features as built_in_set
 from feature_assets.io import synthetic
-from feature_assets.io.source import SourceLocation
-from tests.conftest import FIRST_DAY, server_connection
-from tests.test_pipeline import ALL, _day, _run
+from tests.conftest import FIRST_DAY
+from tests.helpers import CONTRACT_ASSETS, materialize_range, nth_day, swap_first_two_finishers
 
 DAYS = 40
 
@@ -23,22 +20,9 @@ def _latest_metadata(instance, asset: str, day: str) -> dict:
     return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
 
-def _swap_first_two_finishers(url: str, race_id: int) -> None:
-    """A late correction: the first and second of a race change places."""
-    location = SourceLocation.from_url(url)
-    with contextlib.closing(server_connection(location, location.database)) as conn:
-        with conn.cursor() as cursor:
-            cursor.execute(
-                "UPDATE race_entries SET finish_position = 3 - finish_position"
-                " WHERE race_id = %s AND finish_position IN (1, 2)",
-                (race_id,),
-            )
-            assert cursor.rowcount == 2
-
-
 def test_content_hash_ignores_row_order_and_sees_one_changed_value():
     data = synthetic.generate(FIRST_DAY, days=5, races_per_day=6, seed=4)
-    days = [_day(i) for i in range(5)]
+    days = [nth_day(i) for i in range(5)]
     hashes = content_hash_by_day(data.races, data.entries, days)
     shuffled = content_hash_by_day(
         data.races.sample(frac=1, random_state=1), data.entries.sample(frac=1, random_state=2), days
@@ -55,14 +39,16 @@ def test_each_day_records_its_facts_and_whether_its_content_changed(mysql_url, t
     data = synthetic.generate(FIRST_DAY, days=DAYS, races_per_day=10, invalid_races=2, seed=5)
     synthetic.load(mysql_url, data)
     storage = str(tmp_path / "parquet")
-    last = _day(DAYS - 1)
+    last = nth_day(DAYS - 1)
     with instance_for_test() as instance:
-        first_run = _run(mysql_url, storage, instance, ALL, _day(0), last)
+        first_run = materialize_range(
+            mysql_url, storage, instance, CONTRACT_ASSETS, nth_day(0), last
+        )
         assert not first_run.success  # the invalid days fail; every other day is written
         bad_days = sorted(
             {pd.Timestamp(str(r)[:8]).strftime("%Y-%m-%d") for r in data.invalid_race_ids}
         )
-        window = [_day(i) for i in range(DAYS - 5, DAYS)]
+        window = [nth_day(i) for i in range(DAYS - 5, DAYS)]
         good_day = next(day for day in reversed(window) if day not in bad_days)
         raw = _latest_metadata(instance, "raw_races", good_day)
         assert raw["content"] == "new" and len(raw["content_hash"]) == 64
@@ -78,12 +64,12 @@ def test_each_day_records_its_facts_and_whether_its_content_changed(mysql_url, t
         assert "null_share.racer_win_rate_90d" in features
 
         # the same snapshot again: unchanged; then one corrected race: changed, that day only
-        _run(mysql_url, storage, instance, ALL, good_day)
+        materialize_range(mysql_url, storage, instance, CONTRACT_ASSETS, good_day)
         assert _latest_metadata(instance, "raw_races", good_day)["content"] == "unchanged"
         summary = _latest_metadata(instance, "race_features", good_day)["summary"]
         assert [r.data["feature"] for r in summary.records] == list(built_in_set.columns)
-        _swap_first_two_finishers(mysql_url, int(day_races["race_id"].iloc[0]))
-        _run(mysql_url, storage, instance, [ALL[0]], window[0], window[-1])
+        swap_first_two_finishers(mysql_url, int(day_races["race_id"].iloc[0]))
+        materialize_range(mysql_url, storage, instance, [CONTRACT_ASSETS[0]], window[0], window[-1])
         contents = {d: _latest_metadata(instance, "raw_races", d)["content"] for d in window}
         assert [day for day, content in contents.items() if content == "changed"] == [good_day]
         changed = _latest_metadata(instance, "raw_race_entries", good_day)

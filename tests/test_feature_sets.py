@@ -10,7 +10,7 @@ import textwrap
 
 import pandas as pd
 import pytest
-from dagster import AssetKey, instance_for_test, materialize
+from dagster import instance_for_test
 from dagster._core.events import RunFailureReason
 from dagster._core.execution.retries import auto_reexecution_should_retry_run
 from dagster._core.storage.partition_status_cache import AssetPartitionStatus
@@ -20,9 +20,6 @@ from feature_assets.core.engine import compute_days, run_days
 from feature_assets.core.feature_set import FeatureSetDefinitionError, per_day
 from feature_assets.core.history import RunHistory
 from feature_assets.core.quality import find_invalid_races
-from feature_assets.defs.feature_sets import feature_set_asset
-from feature_assets.defs.raw import raw_snapshot
-from feature_assets.defs.resources import DailyParquetIOManager, SourceDatabase
 from feature_assets.feature_sets.race_context import race_context
 from feature_assets.feature_sets.race_features import race_features
 from feature_assets.feature_sets.racer_form import racer_form
@@ -33,7 +30,7 @@ from tests import reference
 from tests.conftest import FIRST_DAY, fresh_mysql_database
 from tests.feature_sets.faulty import dies_on_day, raises_on_day
 from tests.feature_sets.peeking import peeking
-from tests.test_commands import REPO, _environment
+from tests.helpers import REPO, command_env, materialize_days, partition_status
 
 YEAR = 366
 RUN_RETRIES = {  # as dagster_home/dagster.yaml has them
@@ -45,33 +42,10 @@ def _day(offset: int) -> str:
     return (FIRST_DAY + dt.timedelta(days=offset)).isoformat()
 
 
-def _materialize(url, storage, instance, sets, first, last, raw=True):
-    assets = [raw_snapshot, *(feature_set_asset(s) for s in sets)]
-    return materialize(
-        assets,
-        selection=assets if raw else assets[1:],
-        tags={
-            "dagster/asset_partition_range_start": first,
-            "dagster/asset_partition_range_end": last,
-        },
-        instance=instance,
-        resources={
-            "source": SourceDatabase(url=url),
-            "io_manager": DailyParquetIOManager(base_url=storage),
-        },
-        raise_on_error=False,
-    )
-
-
-def _status(instance, name: str) -> dict:
-    from feature_assets.defs.partitions import daily_partitions
-
-    keys = daily_partitions.get_partition_keys()
-    return instance.get_status_by_partition(AssetKey(name), keys, daily_partitions)
-
-
 def _failed_days(instance, name: str) -> list[str]:
-    return sorted(d for d, s in _status(instance, name).items() if s == AssetPartitionStatus.FAILED)
+    return sorted(
+        d for d, s in partition_status(instance, name).items() if s == AssetPartitionStatus.FAILED
+    )
 
 
 def _direct(feature_set, races, entries, day: str) -> pd.DataFrame:
@@ -111,7 +85,7 @@ def test_example_sets_backfilled_over_a_year_match_direct_calls(year_source, tmp
     storage = str(tmp_path / "parquet")
     sets = [racer_form, race_context]
     with instance_for_test() as instance:
-        result = _materialize(url, storage, instance, sets, _day(0), _day(YEAR + 3))
+        result = materialize_days(url, storage, instance, sets, _day(0), _day(YEAR + 3))
         bad_days = _invalid_days(data)
         assert not result.success  # exactly the invalid days fail, for every set
         for feature_set in sets:
@@ -145,12 +119,12 @@ def test_a_set_sees_neither_later_rows_nor_the_days_results(year_source, tmp_pat
     storage = str(tmp_path / "parquet")
     days = [_day(i) for i in range(100, 141)]
     with instance_for_test() as instance:
-        assert _materialize(url, storage, instance, [], _day(60), _day(140)).success
+        assert materialize_days(url, storage, instance, [], _day(60), _day(140)).success
         # a ranged run: its loaded history holds every later day of the range
-        run = _materialize(url, storage, instance, [peeking], days[0], days[-1], raw=False)
+        run = materialize_days(url, storage, instance, [peeking], days[0], days[-1], raw=False)
         failed = {
             day
-            for day, s in _status(instance, "peeking").items()
+            for day, s in partition_status(instance, "peeking").items()
             if s == AssetPartitionStatus.FAILED
         }
         assert failed == _invalid_days(data) & set(days)  # only invalid days fail
@@ -171,7 +145,7 @@ def test_an_exception_fails_exactly_its_day_naming_set_day_and_race(
     monkeypatch.setenv("FEATURE_ASSETS_WORKERS", "2")
     storage = str(tmp_path / "parquet")
     with instance_for_test(overrides=RUN_RETRIES) as instance:
-        result = _materialize(url, storage, instance, [raises_on_day], _day(10), _day(14))
+        result = materialize_days(url, storage, instance, [raises_on_day], _day(10), _day(14))
         assert not result.success
         [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
         message = failure.step_failure_data.error.message
@@ -184,7 +158,7 @@ def test_an_exception_fails_exactly_its_day_naming_set_day_and_race(
             r.user_message for r in instance.all_logs(result.run_id)
         ]
         assert any("Traceback" in m and "faulty.py" in m for m in logs)  # its traceback
-        status = _status(instance, "raises_on_day")
+        status = partition_status(instance, "raises_on_day")
         assert status[_day(12)] == AssetPartitionStatus.FAILED
         run = instance.get_run_by_id(result.run_id)  # the same code fails the same way again
         assert not auto_reexecution_should_retry_run(instance, run, RunFailureReason.STEP_FAILURE)
@@ -200,13 +174,13 @@ def test_a_killed_worker_fails_only_the_day_it_held(year_source, tmp_path, monke
     monkeypatch.setenv("FEATURE_ASSETS_WORKERS", "2")
     storage = str(tmp_path / "parquet")
     with instance_for_test(overrides=RUN_RETRIES) as instance:
-        result = _materialize(url, storage, instance, [dies_on_day], _day(20), _day(27))
+        result = materialize_days(url, storage, instance, [dies_on_day], _day(20), _day(27))
         assert not result.success
         [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
         message = failure.step_failure_data.error.message
         assert f"day {_day(23)}: the worker process" in message
         assert "killed by signal 9 (SIGKILL" in message
-        status = _status(instance, "dies_on_day")
+        status = partition_status(instance, "dies_on_day")
         assert status[_day(23)] == AssetPartitionStatus.FAILED
         done = [o for o in range(20, 28) if o != 23]
         assert all(status[_day(o)] == AssetPartitionStatus.MATERIALIZED for o in done)
@@ -262,9 +236,10 @@ def _dagster_materialize(env, select: str, first: str, last: str):
     )  # fmt: skip
 
 
+@pytest.mark.e2e
 def test_check_leakage_catches_a_set_that_reads_around_the_api(year_source, tmp_path):
     url, _ = year_source
-    env = _environment(
+    env = command_env(
         tmp_path,
         FEATURE_ASSETS_SOURCE_URL=url,
         FEATURE_ASSETS_STORAGE_URL=str(tmp_path / "parquet"),
@@ -303,12 +278,13 @@ def _write_user_set(folder, factor: int) -> None:
     shutil.rmtree(folder / "__pycache__", ignore_errors=True)
 
 
+@pytest.mark.e2e
 def test_a_user_set_in_its_own_package_changed_turns_only_its_days_stale(year_source, tmp_path):
     url, _ = year_source
     package = tmp_path / "user_code"
     package.mkdir()
     _write_user_set(package, 2)
-    env = _environment(
+    env = command_env(
         tmp_path,
         FEATURE_ASSETS_SOURCE_URL=url,
         FEATURE_ASSETS_STORAGE_URL=str(tmp_path / "parquet"),
@@ -333,9 +309,9 @@ def test_a_user_set_in_its_own_package_changed_turns_only_its_days_stale(year_so
 
     backfill = _feature_assets(env, "backfill", "--stale")
     assert backfill.returncode == 0, backfill.stderr[-3000:]
-    from tests.test_backfill_command import _targets
+    from tests.helpers import backfill_targets
 
-    [target] = _targets(tmp_path / "dagster_home")
+    [target] = backfill_targets(tmp_path / "dagster_home")
     assert target == {"my_set": [_day(o) for o in range(30, 40)]}
     # what the daemon runs for it
     rerun = _dagster_materialize(env, "my_set", first, last)

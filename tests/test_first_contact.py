@@ -8,6 +8,7 @@ import threading
 
 import pandas as pd
 import pyarrow.dataset as ds
+import pytest
 from dagster import AssetKey, instance_for_test
 from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
@@ -20,10 +21,16 @@ from feature_assets.io import synthetic
 from feature_assets.io.storage import DailyParquetStorage
 from tests import reference
 from tests.conftest import fresh_mysql_database, server_connection
+from tests.helpers import (
+    CONTRACT_ASSETS,
+    REPO,
+    backfill_command,
+    backfill_targets,
+    command_env,
+    dagster_materialize,
+    materialize_range,
+)
 from tests.tcp_proxy import TcpProxy, proxied_url
-from tests.test_backfill_command import _backfill, _targets
-from tests.test_commands import REPO, _environment, _materialize
-from tests.test_pipeline import ALL, _run
 
 FIRST_DAY = dt.date(2024, 1, 1)
 DATA_DAYS = 40
@@ -53,9 +60,15 @@ def test_days_without_races_are_empty_files_with_the_full_schema(tmp_path):
     storage = str(tmp_path / "parquet")
     empty_range = (_day(DATA_DAYS), _day(DATA_DAYS + 9))
     with instance_for_test() as instance:
-        assert _run(url, storage, instance, ALL, _day(0), _day(DATA_DAYS - 1)).success
-        assert _run(url, storage, instance, ALL, *empty_range).success  # a range of empty days
-        assert _run(url, storage, instance, ALL, _day(DATA_DAYS + 10)).success  # one empty day
+        assert materialize_range(
+            url, storage, instance, CONTRACT_ASSETS, _day(0), _day(DATA_DAYS - 1)
+        ).success
+        assert materialize_range(
+            url, storage, instance, CONTRACT_ASSETS, *empty_range
+        ).success  # a range of empty days
+        assert materialize_range(
+            url, storage, instance, CONTRACT_ASSETS, _day(DATA_DAYS + 10)
+        ).success  # one empty day
         for asset in ALL_ASSETS:
             statuses = _status(instance, asset)
             assert all(
@@ -68,6 +81,7 @@ def test_days_without_races_are_empty_files_with_the_full_schema(tmp_path):
     assert list(stored.columns) == list(RACE_FEATURES_COLUMNS) and stored.empty
 
 
+@pytest.mark.e2e
 def test_a_day_that_fails_has_no_file_and_backfill_failed_repairs_it(mysql_server, tmp_path):
     data = synthetic.generate(FIRST_DAY, days=DATA_DAYS, races_per_day=8, seed=9)
     bad_day, race_id = (
@@ -76,19 +90,21 @@ def test_a_day_that_fails_has_no_file_and_backfill_failed_repairs_it(mysql_serve
     )
     storage = str(tmp_path / "parquet")
     home = tmp_path / "dagster_home"
-    env = _environment(tmp_path)
+    env = command_env(tmp_path)
     with fresh_mysql_database(mysql_server) as url:
         synthetic.load(url, data)
         location_db = url.rsplit("/", 1)[1]
         with instance_for_test(temp_dir=str(home)) as instance:
-            assert _run(url, storage, instance, ALL, _day(0), _day(DATA_DAYS - 1)).success
+            assert materialize_range(
+                url, storage, instance, CONTRACT_ASSETS, _day(0), _day(DATA_DAYS - 1)
+            ).success
             assert DailyParquetStorage(storage).read_days("race_features", [bad_day]).size
             with contextlib.closing(server_connection(mysql_server, location_db)) as conn:
                 with conn.cursor() as cursor:
                     cursor.execute(
                         "UPDATE races SET venue_code = 99 WHERE race_id = %s", (race_id,)
                     )
-            result = _run(url, storage, instance, ALL, _day(25), _day(35))
+            result = materialize_range(url, storage, instance, CONTRACT_ASSETS, _day(25), _day(35))
             assert not result.success
             # the failed day's old file is gone; its neighbours are current
             lake = ds.dataset(f"{storage}/race_features", partitioning="hive")
@@ -113,13 +129,13 @@ def test_a_day_that_fails_has_no_file_and_backfill_failed_repairs_it(mysql_serve
             with contextlib.closing(server_connection(mysql_server, location_db)) as conn:
                 with conn.cursor() as cursor:
                     cursor.execute("UPDATE races SET venue_code = 1 WHERE race_id = %s", (race_id,))
-            assert _backfill(env, "--failed").returncode == 0
-            [target] = _targets(home)
+            assert backfill_command(env, "--failed").returncode == 0
+            [target] = backfill_targets(home)
             assert target == {
                 a: [bad_day] for a in ("raw_races", "raw_race_entries", "race_features")
             }
             # what the daemon would run for that backfill, run here in process
-            assert _run(url, storage, instance, ALL, bad_day).success
+            assert materialize_range(url, storage, instance, CONTRACT_ASSETS, bad_day).success
             assert _status(instance, "race_features")[bad_day] == AssetPartitionStatus.MATERIALIZED
     fixed = data.races.copy()
     fixed.loc[fixed["race_id"] == race_id, "venue_code"] = 1
@@ -130,14 +146,17 @@ def test_a_day_that_fails_has_no_file_and_backfill_failed_repairs_it(mysql_serve
     assert want and reference.mismatches(got, want) == []
 
 
+@pytest.mark.e2e
 def test_status_after_a_failed_500_day_run_fits_on_a_screen(tmp_path):
     url = f"sqlite:///{tmp_path}/source.sqlite"
     synthetic.load(url, synthetic.generate(FIRST_DAY, days=20, races_per_day=4, seed=2))
     home = tmp_path / "dagster_home"
-    env = _environment(tmp_path, FEATURE_ASSETS_START_DATE="2024-01-01")
+    env = command_env(tmp_path, FEATURE_ASSETS_START_DATE="2024-01-01")
     with instance_for_test(temp_dir=str(home)) as instance:
         # features of 500 days whose raw history was never stored: one cause for every day
-        result = _run(url, str(tmp_path / "pq"), instance, [race_features], _day(0), _day(499))
+        result = materialize_range(
+            url, str(tmp_path / "pq"), instance, [race_features], _day(0), _day(499)
+        )
         assert not result.success
     status = _feature_assets(env, "status")
     assert status.returncode == 1
@@ -150,11 +169,12 @@ def test_status_after_a_failed_500_day_run_fits_on_a_screen(tmp_path):
     assert max(map(len, lines)) <= 160
 
 
+@pytest.mark.e2e
 def test_features_of_a_range_bring_the_raw_history_that_is_not_stored(tmp_path):
-    env = _environment(tmp_path)
-    run = _backfill(env, "--range", "2024-03-01...2024-03-03", "--assets", "race_features")
+    env = command_env(tmp_path)
+    run = backfill_command(env, "--range", "2024-03-01...2024-03-03", "--assets", "race_features")
     assert run.returncode == 0, run.stderr
-    [target] = _targets(tmp_path / "dagster_home")
+    [target] = backfill_targets(tmp_path / "dagster_home")
     history = [d.strftime("%Y-%m-%d") for d in pd.date_range("2024-01-01", "2024-03-03")]
     assert target == {
         "raw_races": history,
@@ -167,27 +187,31 @@ def test_missing_history_names_the_command_that_fixes_it(tmp_path):
     url = f"sqlite:///{tmp_path}/source.sqlite"
     synthetic.load(url, synthetic.generate(FIRST_DAY, days=20, races_per_day=4, seed=2))
     with instance_for_test() as instance:
-        assert _run(url, str(tmp_path), instance, [raw_snapshot], _day(3), _day(9)).success
-        result = _run(url, str(tmp_path), instance, [race_features], _day(9))
+        assert materialize_range(
+            url, str(tmp_path), instance, [raw_snapshot], _day(3), _day(9)
+        ).success
+        result = materialize_range(url, str(tmp_path), instance, [race_features], _day(9))
     error = result.get_step_failure_events()[0].step_failure_data.error.to_string()
     fix = "feature-assets backfill --days 2024-01-01...2024-01-03 --assets raw_race_entries --wait"
     assert f"to fix: {fix}" in error
 
 
+@pytest.mark.e2e
 def test_a_bad_storage_url_is_reported_once_before_any_run(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    env = _environment(tmp_path, FEATURE_ASSETS_STORAGE_URL=str(blocker / "parquet"))
-    run = _materialize(env, tmp_path, "--partition", "2024-01-05")
+    env = command_env(tmp_path, FEATURE_ASSETS_STORAGE_URL=str(blocker / "parquet"))
+    run = dagster_materialize(env, tmp_path, "--partition", "2024-01-05")
     assert run.returncode != 0
     assert "FEATURE_ASSETS_STORAGE_URL" in run.stderr and "cannot write there" in run.stderr
     with instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         assert instance.get_runs() == []  # no run, so no day recorded as failed
 
 
+@pytest.mark.e2e
 def test_a_reversed_range_is_named(tmp_path):
-    env = _environment(tmp_path)
-    run = _materialize(env, tmp_path, "--partition-range", "2024-01-05...2024-01-01")
+    env = command_env(tmp_path)
+    run = dagster_materialize(env, tmp_path, "--partition-range", "2024-01-05...2024-01-01")
     assert run.returncode != 0
     assert "range 2024-01-05...2024-01-01 is reversed" in run.stdout + run.stderr
 
@@ -211,7 +235,9 @@ def test_overlapping_runs_keep_the_newest_snapshot(mysql_server, tmp_path):
         run_1 = threading.Thread(
             target=lambda: first.setdefault(
                 "result",
-                _run(proxied_url(url, proxy), storage, instance, [raw_snapshot], _day(0), _day(19)),
+                materialize_range(
+                    proxied_url(url, proxy), storage, instance, [raw_snapshot], _day(0), _day(19)
+                ),
             )
         )
         run_1.start()
@@ -224,7 +250,7 @@ def test_overlapping_runs_keep_the_newest_snapshot(mysql_server, tmp_path):
                     (race_id,),
                 )
                 conn.commit()
-        second = _run(url, storage, instance, [raw_snapshot], _day(5), _day(15))
+        second = materialize_range(url, storage, instance, [raw_snapshot], _day(5), _day(15))
         assert second.success
         proxy.resume()
         run_1.join(120)

@@ -11,10 +11,9 @@ from dagster import instance_for_test
 from feature_assets.io import synthetic
 from feature_assets.io.storage import DailyParquetStorage
 from tests.conftest import FIRST_DAY
+from tests.helpers import CONTRACT_ASSETS, REPO, materialize_range, nth_day
 from tests.reference import compute_race_features
 from tests.tcp_proxy import TcpProxy
-from tests.test_commands import REPO
-from tests.test_pipeline import ALL, _day, _run
 
 DAYS = 30
 
@@ -23,9 +22,11 @@ def test_ranged_run_writes_one_object_per_day_on_gcs(gcs_bucket, mysql_url):
     data = synthetic.generate(FIRST_DAY, days=DAYS, races_per_day=8, seed=12)
     synthetic.load(mysql_url, data)
     url = f"gs://{gcs_bucket.name}/features"
-    days = [_day(i) for i in range(DAYS)]
+    days = [nth_day(i) for i in range(DAYS)]
     with instance_for_test() as instance:
-        assert _run(mysql_url, url, instance, ALL, days[0], days[-1]).success
+        assert materialize_range(
+            mysql_url, url, instance, CONTRACT_ASSETS, days[0], days[-1]
+        ).success
         names = sorted(blob.name for blob in gcs_bucket.list_blobs())
         assert names == sorted(
             f"features/{table}/race_date={day}/data.parquet"
@@ -35,7 +36,7 @@ def test_ranged_run_writes_one_object_per_day_on_gcs(gcs_bucket, mysql_url):
         before = gcs_bucket.get_blob(f"features/race_features/race_date={days[5]}/data.parquet")
 
         # a day materialised again replaces its object whole: a new generation, same rows
-        assert _run(mysql_url, url, instance, ALL, days[5]).success
+        assert materialize_range(mysql_url, url, instance, CONTRACT_ASSETS, days[5]).success
         after = gcs_bucket.get_blob(f"features/race_features/race_date={days[5]}/data.parquet")
     assert after.generation != before.generation
     assert sorted(blob.name for blob in gcs_bucket.list_blobs()) == names  # no temporary objects
@@ -55,7 +56,9 @@ def test_compute_logs_go_to_gcs(gcs_bucket, mysql_url):
     }
     storage = f"gs://{gcs_bucket.name}/features"
     with instance_for_test(overrides=overrides) as instance:
-        result = _run(mysql_url, storage, instance, ALL, _day(0), _day(2))
+        result = materialize_range(
+            mysql_url, storage, instance, CONTRACT_ASSETS, nth_day(0), nth_day(2)
+        )
         assert result.success
         logs = [b for b in gcs_bucket.list_blobs(prefix="compute-logs/") if b.size]
         assert logs, "no compute log reached the bucket"
@@ -102,7 +105,7 @@ def test_a_run_on_a_new_prefix_needs_only_the_roles_the_scripts_bind(gcs_bucket,
     roles = re.search(r"for role in ([^;]+); do", script).group(1).split()
     granted = set().union(*(ROLE_PERMISSIONS[role] for role in roles))
     data = synthetic.generate(FIRST_DAY, days=3, races_per_day=4, seed=14)
-    days = [_day(i) for i in range(3)]
+    days = [nth_day(i) for i in range(3)]
     with TcpProxy(emulator.hostname, emulator.port) as proxy:
         monkeypatch.setenv("CLOUD_STORAGE_EMULATOR_ENDPOINT", f"http://127.0.0.1:{proxy.port}")
         storage = DailyParquetStorage(f"gs://{gcs_bucket.name}/a-prefix-never-used")

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_commands import REPO
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.deploy
 
 GKE = REPO / "deploy" / "gke"
 REGION_JSON = Path(__file__).parent / "fixtures" / "gcloud-regions-describe.json"

@@ -11,10 +11,13 @@ import sys
 import time
 import tomllib
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from tests.test_commands import REPO
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.deploy
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 

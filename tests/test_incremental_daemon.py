@@ -14,16 +14,17 @@ import time
 from zoneinfo import ZoneInfo
 
 import pandas as pd
+import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterRunStatus, RunsFilter
 
 from feature_assets.io import synthetic
 from feature_assets.io.source import SourceLocation, read_snapshot
 from feature_assets.io.storage import DailyParquetStorage
 from tests.conftest import fresh_mysql_database
+from tests.helpers import REPO, SELECT, command_env, dagster_dev, swap_first_two_finishers, wait_for
 from tests.reference import compute_race_features
-from tests.test_commands import REPO, SELECT, _environment
-from tests.test_daemon import _wait_for, dagster_dev
-from tests.test_day_metadata import _swap_first_two_finishers
+
+pytestmark = pytest.mark.e2e
 
 DAYS = 20
 RECHECK_DAYS = 7
@@ -50,7 +51,7 @@ def test_new_day_and_a_correction_flow_in_without_a_command(mysql_server, tmp_pa
     data = synthetic.generate(first, days=DAYS, races_per_day=6, seed=41)
     with fresh_mysql_database(mysql_server) as url:
         synthetic.load(url, _of_days(data, lambda d: d < pd.Timestamp(new_day)))
-        env = _environment(
+        env = command_env(
             tmp_path,
             FEATURE_ASSETS_SOURCE_URL=url,
             FEATURE_ASSETS_STORAGE_URL=str(tmp_path / "parquet"),
@@ -70,7 +71,7 @@ def test_new_day_and_a_correction_flow_in_without_a_command(mysql_server, tmp_pa
         # overnight: the new day's results arrive, and a past result is corrected
         synthetic.append(url, _of_days(data, lambda d: d == pd.Timestamp(new_day)))
         of_corrected = data.races[data.races["race_date"] == pd.Timestamp(corrected)]
-        _swap_first_two_finishers(url, int(of_corrected["race_id"].iloc[0]))
+        swap_first_two_finishers(url, int(of_corrected["race_id"].iloc[0]))
 
         env.update(
             FEATURE_ASSETS_AUTOMATION="on",
@@ -84,7 +85,7 @@ def test_new_day_and_a_correction_flow_in_without_a_command(mysql_server, tmp_pa
                 features = _materialisations(instance, "race_features")
                 return all(features[d] == 2 for d in days[-4:-1]) and features[days[-1]] >= 1
 
-            _wait_for(up_to_date, 420, "the new day and the corrected days", every=2)
+            wait_for(up_to_date, 420, "the new day and the corrected days", every=2)
             # two more sensor intervals and a schedule tick: nothing else may follow
             time.sleep(65)
             busy = instance.get_runs(

@@ -15,7 +15,7 @@ from feature_assets.defs.event_log import (
 from feature_assets.defs.partitions import daily_partitions
 from feature_assets.io import synthetic
 from tests.conftest import FIRST_DAY, fresh_mysql_database
-from tests.test_pipeline import ALL, _run
+from tests.helpers import CONTRACT_ASSETS, materialize_range
 
 ASSETS = ["raw_races", "raw_race_entries", "race_features"]
 
@@ -77,7 +77,7 @@ def test_partition_status_with_batched_events(
     ):
         assert isinstance(instance.event_log_storage, storage_class)
         synthetic.load(url, data)
-        result = _run(url, str(tmp_path), instance, ALL, days[0], days[-1])
+        result = materialize_range(url, str(tmp_path), instance, CONTRACT_ASSETS, days[0], days[-1])
         assert result.success == (invalid_races == 0)
 
         planned = instance.fetch_planned_materializations(

@@ -16,8 +16,7 @@ from feature_assets.feature_sets.racer_form import racer_form
 from feature_assets.io import synthetic
 from feature_assets.ops.leakage import Reach, check_stored_days
 from tests.conftest import FIRST_DAY, fresh_mysql_database
-from tests.helpers import materialize_days
-from tests.test_commands import REPO, _environment
+from tests.helpers import REPO, command_env, materialize_days
 
 DAYS = 12
 CHECKED = [(FIRST_DAY + dt.timedelta(days=o)).isoformat() for o in (DAYS - 3, DAYS - 1)]
@@ -143,9 +142,10 @@ def test_the_example_sets_and_a_clean_set_pass(lake):
         assert check_stored_days(feature_set, CHECKED, storage, f"sqlite:///{sqlite_path}") == []
 
 
+@pytest.mark.e2e
 def test_the_command_fails_naming_the_set_day_file_and_line(lake, tmp_path):
     _, _, storage, sqlite_path, folder, home = lake
-    env = _environment(
+    env = command_env(
         tmp_path,
         DAGSTER_HOME=str(home),
         FEATURE_ASSETS_SOURCE_URL=f"sqlite:///{sqlite_path}",

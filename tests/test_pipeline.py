@@ -4,57 +4,25 @@ import datetime as dt
 
 import pandas as pd
 import pytest
-from dagster import AssetCheckKey, AssetKey, instance_for_test, materialize
+from dagster import AssetCheckKey, AssetKey, instance_for_test
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
 from feature_assets.defs.feature_sets import feature_set_asset
 from feature_assets.defs.partitions import daily_partitions
 from feature_assets.defs.raw import raw_snapshot
-from feature_assets.defs.resources import DailyParquetIOManager, SourceDatabase
 from feature_assets.feature_sets.race_features import race_features as built_in_set
 from feature_assets.io import synthetic
 from feature_assets.io.storage import DailyParquetStorage
 from tests import reference
 from tests.conftest import fresh_mysql_database
+from tests.helpers import CONTRACT_ASSETS, materialize_range, nth_day
 from tests.tcp_proxy import TcpProxy, proxied_url
 
 FIRST_DAY = dt.date(2024, 1, 1)
 DAYS = 120
 
 race_features = feature_set_asset(built_in_set)
-
-
-def _day(offset: int) -> str:
-    return (FIRST_DAY + dt.timedelta(days=offset)).isoformat()
-
-
-def _run(source_url, storage_url, instance, assets, first, last=None, universe=None):
-    """Materialise `assets` (of `universe`: default the raw assets and the built-in set)
-    for the days first..last in one run, as a backfill would."""
-    tags = {}
-    partition_key = first
-    if last is not None:
-        tags = {
-            "dagster/asset_partition_range_start": first,
-            "dagster/asset_partition_range_end": last,
-        }
-        partition_key = None
-    return materialize(
-        universe or [raw_snapshot, race_features],
-        selection=assets,
-        partition_key=partition_key,
-        tags=tags,
-        instance=instance,
-        resources={
-            "source": SourceDatabase(url=source_url),
-            "io_manager": DailyParquetIOManager(base_url=storage_url),
-        },
-        raise_on_error=False,
-    )
-
-
-ALL = [raw_snapshot, race_features]
 
 
 def _check_days(instance, asset, check):
@@ -85,29 +53,37 @@ def test_a_ranged_run_matches_the_reference_with_one_connection(
 ):
     with instance_for_test() as instance, TcpProxy(mysql_server.host, mysql_server.port) as proxy:
         source = proxied_url(valid_source, proxy)
-        result = _run(source, str(tmp_path), instance, ALL, _day(0), _day(DAYS - 1))
+        result = materialize_range(
+            source, str(tmp_path), instance, CONTRACT_ASSETS, nth_day(0), nth_day(DAYS - 1)
+        )
         assert result.success
         assert proxy.connections == 1
 
     storage = DailyParquetStorage(str(tmp_path))
     races, entries = reference.rows_of(valid_data.races), reference.rows_of(valid_data.entries)
     for offset in [0, 1, 30, 89, 90, 91, 119]:
-        got = reference.rows_of(storage.read_days("race_features", [_day(offset)]))
-        want = reference.features_of_day(races, entries, dt.date.fromisoformat(_day(offset)))
-        assert want and reference.mismatches(got, want) == [], _day(offset)
-    raw = storage.read_days("raw_race_entries", [_day(o) for o in range(DAYS)])
+        got = reference.rows_of(storage.read_days("race_features", [nth_day(offset)]))
+        want = reference.features_of_day(races, entries, dt.date.fromisoformat(nth_day(offset)))
+        assert want and reference.mismatches(got, want) == [], nth_day(offset)
+    raw = storage.read_days("raw_race_entries", [nth_day(o) for o in range(DAYS)])
     pd.testing.assert_frame_equal(raw, valid_data.entries)
 
 
 def test_a_day_alone_in_a_range_and_in_a_full_run_are_identical(valid_source, tmp_path):
     full, parts = str(tmp_path / "full"), str(tmp_path / "parts")
-    day = _day(100)
+    day = nth_day(100)
     with instance_for_test() as instance:
-        assert _run(valid_source, full, instance, ALL, _day(0), _day(DAYS - 1)).success
-        assert _run(valid_source, parts, instance, [raw_snapshot], _day(0), _day(DAYS - 1)).success
-        assert _run(valid_source, parts, instance, [race_features], day).success
+        assert materialize_range(
+            valid_source, full, instance, CONTRACT_ASSETS, nth_day(0), nth_day(DAYS - 1)
+        ).success
+        assert materialize_range(
+            valid_source, parts, instance, [raw_snapshot], nth_day(0), nth_day(DAYS - 1)
+        ).success
+        assert materialize_range(valid_source, parts, instance, [race_features], day).success
         alone = DailyParquetStorage(parts).read_days("race_features", [day])
-        assert _run(valid_source, parts, instance, [race_features], _day(95), _day(105)).success
+        assert materialize_range(
+            valid_source, parts, instance, [race_features], nth_day(95), nth_day(105)
+        ).success
         in_range = DailyParquetStorage(parts).read_days("race_features", [day])
     in_full = DailyParquetStorage(full).read_days("race_features", [day])
     assert len(alone) > 0
@@ -117,8 +93,12 @@ def test_a_day_alone_in_a_range_and_in_a_full_run_are_identical(valid_source, tm
 
 def test_features_need_their_history_materialised_first(valid_source, tmp_path):
     with instance_for_test() as instance:
-        assert _run(valid_source, str(tmp_path), instance, [raw_snapshot], _day(50)).success
-        result = _run(valid_source, str(tmp_path), instance, [race_features], _day(50))
+        assert materialize_range(
+            valid_source, str(tmp_path), instance, [raw_snapshot], nth_day(50)
+        ).success
+        result = materialize_range(
+            valid_source, str(tmp_path), instance, [race_features], nth_day(50)
+        )
     assert not result.success
     error = result.get_step_failure_events()[0].step_failure_data.error
     assert "has no data for 50 day(s): 2024-01-01...2024-02-19" in error.to_string()
@@ -129,10 +109,12 @@ def test_invalid_days_fail_by_name_and_good_days_are_still_written(mysql_server,
     bad_days = sorted(
         {pd.Timestamp(str(r)[:8]).strftime("%Y-%m-%d") for r in data.invalid_race_ids}
     )
-    all_days = [_day(i) for i in range(60)]
+    all_days = [nth_day(i) for i in range(60)]
     with fresh_mysql_database(mysql_server) as url, instance_for_test() as instance:
         synthetic.load(url, data)
-        result = _run(url, str(tmp_path), instance, ALL, _day(0), _day(59))
+        result = materialize_range(
+            url, str(tmp_path), instance, CONTRACT_ASSETS, nth_day(0), nth_day(59)
+        )
         assert not result.success
         message = result.get_step_failure_events()[0].step_failure_data.error.message
         for race_id, rule in data.invalid_race_ids.items():
@@ -164,8 +146,10 @@ def test_invalid_days_fail_by_name_and_good_days_are_still_written(mysql_server,
         good_day = next(day for day in reversed(all_days) if day not in bad_days)
         stored = DailyParquetStorage(str(tmp_path)).read_days("race_features", [good_day])
         alone = tmp_path / "alone"
-        assert _run(url, str(alone), instance, [raw_snapshot], _day(0), _day(59)).success
-        assert _run(url, str(alone), instance, [race_features], good_day).success
+        assert materialize_range(
+            url, str(alone), instance, [raw_snapshot], nth_day(0), nth_day(59)
+        ).success
+        assert materialize_range(url, str(alone), instance, [race_features], good_day).success
         pd.testing.assert_frame_equal(
             stored, DailyParquetStorage(str(alone)).read_days("race_features", [good_day])
         )

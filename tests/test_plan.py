@@ -6,6 +6,7 @@ import re
 import subprocess
 
 import optuna
+import pytest
 from dagster import DagsterInstance
 from optuna.trial import TrialState
 
@@ -25,8 +26,7 @@ from feature_assets.ops.planning import (
     measured_seconds_per_trial,
 )
 from tests.conftest import FIRST_DAY
-from tests.test_commands import REPO, _environment
-from tests.test_pipeline import ALL, _day, _run
+from tests.helpers import CONTRACT_ASSETS, REPO, command_env, materialize_range, nth_day
 
 
 def test_a_ten_year_plan_is_bounded_by_quota_pool_and_submission():
@@ -48,9 +48,10 @@ def test_a_ten_year_plan_is_bounded_by_quota_pool_and_submission():
     assert set(MACHINES) >= {"e2-standard-4", "n2-standard-8"}
 
 
+@pytest.mark.e2e
 def test_seconds_per_day_come_from_finished_runs(mysql_url, tmp_path, monkeypatch):
     synthetic.load(mysql_url, synthetic.generate(FIRST_DAY, days=10, races_per_day=6, seed=3))
-    env = _environment(tmp_path)
+    env = command_env(tmp_path)
 
     def plan(*args):
         return subprocess.run(
@@ -67,7 +68,9 @@ def test_seconds_per_day_come_from_finished_runs(mysql_url, tmp_path, monkeypatc
 
     monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])  # as `feature-assets` has it
     with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        assert _run(mysql_url, str(tmp_path / "parquet"), instance, ALL, _day(0), _day(9)).success
+        assert materialize_range(
+            mysql_url, str(tmp_path / "parquet"), instance, CONTRACT_ASSETS, nth_day(0), nth_day(9)
+        ).success
         measured = measured_seconds_per_day(instance)
     assert measured is not None and 0 < measured < 60
     planned = plan("--from-history", "--machine", "n2-standard-8")
@@ -92,8 +95,9 @@ def test_the_users_workload_fits_in_15_minutes_given_the_quota_it_names():
     assert planned.runs * planned.days_per_run >= 3650
 
 
+@pytest.mark.e2e
 def test_plan_prints_the_plan_its_cost_and_the_quota_to_request(tmp_path):
-    env = _environment(tmp_path)
+    env = command_env(tmp_path)
     run = subprocess.run(
         ["feature-assets", "plan", "--day-count", "3650", "--seconds-per-race", "4"],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=120,
@@ -104,14 +108,17 @@ def test_plan_prints_the_plan_its_cost_and_the_quota_to_request(tmp_path):
     assert re.search(r"request CPUS .*quota of at least [\d,]+ vCPU", run.stdout)
 
 
+@pytest.mark.e2e
 def test_seconds_per_race_come_from_a_sets_materialisations(mysql_url, tmp_path, monkeypatch):
     synthetic.load(mysql_url, synthetic.generate(FIRST_DAY, days=6, races_per_day=6, seed=3))
-    env = _environment(tmp_path)
-    universe = [ALL[0], feature_set_asset(racer_form)]
+    env = command_env(tmp_path)
+    universe = [CONTRACT_ASSETS[0], feature_set_asset(racer_form)]
     monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])  # as `feature-assets` has it
     with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         storage = str(tmp_path / "parquet")
-        ran = _run(mysql_url, storage, instance, universe, _day(0), _day(5), universe=universe)
+        ran = materialize_range(
+            mysql_url, storage, instance, universe, nth_day(0), nth_day(5), universe=universe
+        )
         assert ran.success
         measured = measured_seconds_per_race(instance, "racer_form")
     assert measured is not None and 0 < measured < 1

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.test_commands import REPO, _environment
+from tests.helpers import REPO, command_env
 
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 # placeholders a reader fills in, and what this walk fills in
@@ -110,11 +110,12 @@ def test_the_readme_lists_the_commands_this_walk_runs():
     assert not [c for c in commands if re.search(r"\b(NAME|N|K)\b|<|\[", c)], "placeholders"
 
 
+@pytest.mark.e2e
 def test_every_command_line_of_the_readme_runs_as_written(tmp_path):
     user_code = tmp_path / "user_code"
     user_code.mkdir()
     (user_code / "racer_wins.py").write_text(_example_set())
-    env = _environment(
+    env = command_env(
         tmp_path,
         FEATURE_ASSETS_START_DATE="2024-01-01",
         FEATURE_ASSETS_FEATURE_SETS="racer_wins",  # the README's file, in the user's package

@@ -24,7 +24,9 @@ from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
 from dagster._core.test_utils import create_run_for_test
 
 from feature_assets.ops.planning import MACHINES, Cluster, estimate, pods_per_node
-from tests.test_commands import REPO, _environment
+from tests.helpers import REPO, command_env
+
+pytestmark = pytest.mark.deploy
 
 KUBERNETES_VERSION = "1.33"  # GKE's regular channel
 VALUES = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
@@ -189,7 +191,7 @@ def test_a_feature_sets_runs_ask_their_pod_for_its_cpus_and_memory(kube_api, tmp
     """`feature-assets backfill` of a set declaring cpus=4, memory=6Gi stores the run tag
     that the daemon copies onto each run of the backfill; K8sRunLauncher turns it into the
     pod's resources and the worker count (limit = request: the cgroup gives 4 CPUs)."""
-    env = _environment(
+    env = command_env(
         tmp_path, FEATURE_ASSETS_FEATURE_SETS="tests.feature_sets.heavy", PYTHONPATH=str(REPO)
     )
     stored = subprocess.run(

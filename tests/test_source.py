@@ -85,6 +85,7 @@ def test_sqlite_snapshot_equals_the_source_rows(tmp_path, small_data):
     pd.testing.assert_frame_equal(entries, expected_entries)
 
 
+@pytest.mark.integration  # a refused connection to a port nobody serves
 def test_unreachable_database_names_where_without_the_password(reader):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))

@@ -33,8 +33,7 @@ from feature_assets.feature_sets import registered_sets
 from feature_assets.io.storage import DailyParquetStorage
 from feature_assets.training import data, model, search
 from tests.conftest import HELD_OUT, materialize_training_data
-from tests.test_commands import REPO, _environment
-from tests.test_daemon import _wait_for, dagster_dev
+from tests.helpers import REPO, command_env, dagster_dev, wait_for
 
 pytestmark = pytest.mark.usefixtures("held_out_periods")
 
@@ -153,13 +152,14 @@ def _dagster(env, *args, timeout=600):
     )
 
 
+@pytest.mark.e2e
 def test_tune_then_model_as_a_new_user_would(feature_lake, optuna_url, tmp_path):
     """`feature-assets tune --parallel 2` with a running daemon: two Dagster runs share one
     study in PostgreSQL; then `win_model` is materialised, twice, to the same model."""
     storage, _ = feature_lake
     lake = tmp_path / "parquet"
     shutil.copytree(storage, lake)
-    env = _environment(
+    env = command_env(
         tmp_path,
         FEATURE_ASSETS_STORAGE_URL=str(lake),
         FEATURE_ASSETS_OPTUNA_URL=optuna_url,
@@ -182,7 +182,7 @@ def test_tune_then_model_as_a_new_user_would(feature_lake, optuna_url, tmp_path)
         )
         assert tune.returncode == 0, tune.stderr[-3000:] + tune.stdout
         assert "best validation log loss" in tune.stdout
-        _wait_for(
+        wait_for(
             lambda: all(
                 r.is_finished
                 for r in instance.get_runs(RunsFilter(job_name=TUNE_JOB, tags={STUDY_TAG: "first"}))

@@ -17,13 +17,15 @@ import urllib.request
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 import yaml
 
 from feature_assets.io import synthetic
 from feature_assets.ops.status import all_assets
 from tests.conftest import fresh_mysql_database
-from tests.test_commands import REPO, _environment
-from tests.test_daemon import _feature_assets, _wait_for
+from tests.helpers import REPO, command_env, feature_assets_command, graphql, wait_for
+
+pytestmark = pytest.mark.e2e
 
 ASSETS = list(all_assets())  # the raw assets and every feature set, as a user selects them
 DAYS = 30
@@ -80,18 +82,6 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def graphql(port: int, query: str, variables: dict) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        body = json.loads(response.read())
-    assert "errors" not in body, body["errors"]
-    return body["data"]
-
-
 def _server_up(port: int) -> bool:
     with contextlib.suppress(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
@@ -122,7 +112,7 @@ def webserver_and_daemon(env: dict, logs: Path):
                         start_new_session=True,
                     )
                 )
-        _wait_for(lambda: _server_up(port), 120, "the webserver")
+        wait_for(lambda: _server_up(port), 120, "the webserver")
         yield port
     finally:
         for process in processes:
@@ -141,7 +131,7 @@ def test_ui_backfill_materialises_the_chosen_days(mysql_server, postgres_databas
     data = synthetic.generate(first, days=DAYS, races_per_day=6, seed=31)
     with fresh_mysql_database(mysql_server) as url:
         synthetic.load(url, data)
-        env = _environment(
+        env = command_env(
             tmp_path,
             FEATURE_ASSETS_SOURCE_URL=url,
             FEATURE_ASSETS_STORAGE_URL=str(tmp_path / "parquet"),
@@ -168,14 +158,14 @@ def test_ui_backfill_materialises_the_chosen_days(mysql_server, postgres_databas
                 ]["status"]
                 return status if status.startswith("COMPLETED") or status == "FAILED" else None
 
-            assert _wait_for(finished, 600, "the backfill", every=2) == "COMPLETED_SUCCESS"
+            assert wait_for(finished, 600, "the backfill", every=2) == "COMPLETED_SUCCESS"
             for asset in ASSETS:
                 node = graphql(port, PARTITION_STATUS, {"path": [asset]})["assetNodeOrError"]
                 ranges = node["assetPartitionStatuses"]["ranges"]
                 assert ranges == [
                     {"status": "MATERIALIZED", "startKey": days[0], "endKey": days[-1]}
                 ], asset
-            status = _feature_assets(env, "status", "--json")
+            status = feature_assets_command(env, "status", "--json")
     assert status.returncode == 0, status.stdout + status.stderr
     for entry in json.loads(status.stdout):
         assert entry["materialized"] == DAYS and entry["failed"] == [], entry

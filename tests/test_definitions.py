@@ -1,0 +1,60 @@
+"""The code location as a whole: its objects match a stored snapshot, and the layers keep
+their imports (the engine, the I/O and training never import Dagster or the wiring)."""
+
+import ast
+import json
+from pathlib import Path
+
+from tests.helpers import REPO
+
+SNAPSHOT = Path(__file__).parent / "definitions_snapshot.json"
+WITHOUT_DAGSTER = ["core", "io", "training", "feature_sets"]
+FORBIDDEN = ("dagster", "dagster_k8s", "dagster_gcp", "click", "feature_assets.defs",
+             "feature_assets.ops", "feature_assets.cli", "feature_assets.definitions")  # fmt: skip
+
+
+def _objects() -> dict[str, list[str]]:
+    from feature_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    return {
+        "assets": sorted(key.to_user_string() for key in graph.get_all_asset_keys()),
+        "checks": sorted(
+            f"{key.asset_key.to_user_string()}:{key.name}" for key in graph.asset_check_keys
+        ),
+        "jobs": sorted(job.name for job in defs.resolve_all_job_defs()),
+        "schedules": sorted(schedule.name for schedule in defs.schedules or []),
+        "sensors": sorted(sensor.name for sensor in defs.sensors or []),
+    }
+
+
+def test_the_definitions_match_the_snapshot():
+    """A renamed asset, a lost check or a broken import shows here in seconds. If the change
+    is meant, write the new snapshot: python -c 'from tests.test_definitions import
+    write_snapshot; write_snapshot()'"""
+    assert _objects() == json.loads(SNAPSHOT.read_text())
+
+
+def write_snapshot() -> None:
+    SNAPSHOT.write_text(json.dumps(_objects(), indent=2) + "\n")
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):  # lazy imports in functions too
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_engine_io_and_training_never_import_dagster_or_the_wiring():
+    offending = {
+        str(path.relative_to(REPO)): sorted(
+            name for name in _imports(path) if name.startswith(FORBIDDEN)
+        )
+        for layer in WITHOUT_DAGSTER
+        for path in (REPO / "feature_assets" / layer).rglob("*.py")
+    }
+    assert {path: names for path, names in offending.items() if names} == {}
