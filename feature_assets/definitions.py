@@ -7,11 +7,13 @@ from __future__ import annotations
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
 from feature_assets import settings
+from feature_assets.io import memory
 
 # Every bad FEATURE_ASSETS_* value is named at load, before any module reads one or any run
 # starts (a bad storage URL would otherwise fail every day of a run after reading the source).
 settings.check_configuration()
 settings.enable_event_batches()  # this process's runs write their events in batches
+memory.use_the_system_allocator()  # Arrow's buffers from malloc, handed back after big steps
 
 from feature_assets.defs.alerts import slack_on_run_failure
 from feature_assets.defs.automation import (

@@ -46,6 +46,7 @@ a run later. The storage is probed with a real write (a local path) or its URL c
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import tempfile
@@ -324,3 +325,26 @@ def _check_optuna_url() -> None:
 
 def trial_heartbeat_seconds() -> int:
     return _positive("FEATURE_ASSETS_TRIAL_HEARTBEAT", 30)
+
+
+def in_kubernetes() -> bool:
+    """This process runs in a Kubernetes pod (the variable every pod gets)."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Slack:
+    token_is_set: bool  # SLACK_BOT_TOKEN: the secret itself goes in as an EnvVar
+    channel: str  # FEATURE_ASSETS_SLACK_CHANNEL
+    ui_url: str  # FEATURE_ASSETS_UI_URL: the base of the run link
+    api_url: str  # FEATURE_ASSETS_SLACK_API_URL: a proxy or a test server
+
+
+def slack() -> Slack:
+    """The failed-run alert's settings; off unless both the token and channel are set."""
+    return Slack(
+        token_is_set=bool(os.environ.get("SLACK_BOT_TOKEN")),
+        channel=os.environ.get("FEATURE_ASSETS_SLACK_CHANNEL", "").strip(),
+        ui_url=os.environ.get("FEATURE_ASSETS_UI_URL", "").strip() or "http://localhost:3000",
+        api_url=os.environ.get("FEATURE_ASSETS_SLACK_API_URL", "").strip(),
+    )

@@ -9,6 +9,7 @@ import pytest
 from dagster import DagsterEventType, SkipReason, build_run_status_sensor_context, instance_for_test
 
 from feature_assets.defs.alerts import slack_on_run_failure
+from feature_assets.defs.resources import build_resources
 from feature_assets.io import synthetic
 from tests.conftest import FIRST_DAY, fresh_mysql_database
 from tests.helpers import CONTRACT_ASSETS, materialize_range, nth_day
@@ -59,12 +60,17 @@ def failed_run(mysql_server, tmp_path):
         failure = instance.get_records_for_run(
             run.run_id, of_type=DagsterEventType.RUN_FAILURE
         ).records[0]
-        context = build_run_status_sensor_context(
-            sensor_name="slack_on_run_failure",
-            dagster_instance=instance,
-            dagster_run=run,
-            dagster_event=failure.event_log_entry.dagster_event,
-        ).for_run_failure()
+
+        def context():
+            """As the daemon builds it: the resources from this environment."""
+            return build_run_status_sensor_context(
+                sensor_name="slack_on_run_failure",
+                dagster_instance=instance,
+                dagster_run=run,
+                dagster_event=failure.event_log_entry.dagster_event,
+                resources={"alerts": build_resources()["alerts"]},
+            ).for_run_failure()
+
         yield context, data
 
 
@@ -75,7 +81,7 @@ def test_failed_run_is_posted_to_slack(failed_run, fake_slack, monkeypatch):
     monkeypatch.setenv("FEATURE_ASSETS_SLACK_API_URL", fake_slack)
     monkeypatch.setenv("FEATURE_ASSETS_UI_URL", "http://dagster.example")
 
-    slack_on_run_failure(context)
+    slack_on_run_failure(context())
 
     [(path, authorization, fields)] = FakeSlack.received
     assert path == "/api/chat.postMessage" and authorization == "Bearer xoxb-test-token"
@@ -86,12 +92,12 @@ def test_failed_run_is_posted_to_slack(failed_run, fake_slack, monkeypatch):
     assert "failed: race_features, raw_race_entries, raw_races\n" in text
     assert "days: 2024-01-01...2024-01-20" in text
     assert f"error: invalid races on 1 day(s): {bad_day}" in text
-    assert f"http://dagster.example/runs/{context.dagster_run.run_id}" in text
+    assert f"http://dagster.example/runs/{context().dagster_run.run_id}" in text
 
 
 def test_silent_without_a_token(failed_run, fake_slack, monkeypatch):
     context, _ = failed_run
     monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
     monkeypatch.setenv("FEATURE_ASSETS_SLACK_API_URL", fake_slack)
-    assert isinstance(slack_on_run_failure(context), SkipReason)
+    assert isinstance(slack_on_run_failure(context()), SkipReason)
     assert FakeSlack.received == []

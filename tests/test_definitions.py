@@ -3,7 +3,11 @@ their imports (the engine, the I/O and training never import Dagster or the wiri
 
 import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import REPO
 
@@ -58,3 +62,28 @@ def test_the_engine_io_and_training_never_import_dagster_or_the_wiring():
         for path in (REPO / "feature_assets" / layer).rglob("*.py")
     }
     assert {path: names for path, names in offending.items() if names} == {}
+
+
+@pytest.mark.e2e
+def test_importing_any_module_changes_nothing_global():
+    """Arrow's allocator, event batching and the like are set where runs and commands start
+    (definitions.py, the command line), not on import."""
+    modules = sorted(
+        ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+        for path in (REPO / "feature_assets").rglob("*.py")
+        if path.name != "definitions.py" and "racing" not in path.parts  # the deprecated alias
+    )
+    probe = (
+        "import importlib, os, sys, pyarrow\n"
+        "OURS = ('FEATURE_ASSETS_', 'DAGSTER_', 'RUST_LOG')\n"  # LightGBM sets KMP_* itself
+        "before = dict(os.environ)\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "changed = sorted(k for k in set(before) | set(os.environ)"
+        " if before.get(k) != os.environ.get(k) and k.startswith(OURS))\n"
+        "print(pyarrow.default_memory_pool().backend_name, changed)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "mimalloc []", done.stdout

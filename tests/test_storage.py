@@ -113,9 +113,9 @@ def stored_entries_day(tmp_path):
 
 
 def _read_entries(storage):
-    from feature_assets.defs.resources import STORED_SCHEMAS
+    from feature_assets.defs.resources import stored_schema
 
-    return storage.read_days("raw_race_entries", ["2024-01-01"], STORED_SCHEMAS["raw_race_entries"])
+    return storage.read_days("raw_race_entries", ["2024-01-01"], stored_schema("raw_race_entries"))
 
 
 def test_a_flipped_byte_is_an_error_naming_the_day_never_other_values(stored_entries_day):

@@ -9,11 +9,13 @@ from feature_assets.cli.demo import demo
 from feature_assets.cli.plan import plan
 from feature_assets.cli.status import status
 from feature_assets.cli.tune import tune
+from feature_assets.io import memory
 
 
 @click.group()
 def main() -> None:
     """Point-in-time race features as daily-partitioned Dagster assets."""
+    memory.use_the_system_allocator()  # as the code location does, for in-process runs
 
 
 for command in (demo, status, backfill, plan, tune, check_leakage_command):

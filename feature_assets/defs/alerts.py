@@ -1,11 +1,9 @@
 """A Slack message for every failed run: which assets, which days, why, and a link.
 
 On when SLACK_BOT_TOKEN and FEATURE_ASSETS_SLACK_CHANNEL are set in the daemon's
-environment, silent otherwise. FEATURE_ASSETS_UI_URL is the base of the run link
-(default http://localhost:3000).
+environment (the `alerts` resource, `SlackAlerts`), silent otherwise.
+FEATURE_ASSETS_UI_URL is the base of the run link (default http://localhost:3000).
 """
-
-import os
 
 from dagster import (
     DagsterEventType,
@@ -16,16 +14,15 @@ from dagster import (
 )
 
 from feature_assets.core.dates import compact_days
+from feature_assets.defs.resources import SlackAlerts
 from feature_assets.ops.status import first_error_line, run_days
 
-SLACK_API_URL_VARIABLE = "FEATURE_ASSETS_SLACK_API_URL"  # for a proxy, or a test server
 
-
-def failure_message(context: RunFailureSensorContext) -> str:
+def failure_message(context: RunFailureSensorContext, ui_url: str) -> str:
     run = context.dagster_run
     assets = sorted(key.to_user_string() for key in run.asset_selection or _planned(context))
     days = sorted(run_days(run.tags))
-    ui_url = os.environ.get("FEATURE_ASSETS_UI_URL", "http://localhost:3000").rstrip("/")
+    ui_url = ui_url.rstrip("/")
     error = first_error_line(context.instance, run.run_id).split(": ", 1)[-1]
     return (
         f":red_circle: feature_assets run failed: {', '.join(assets) or run.job_name}\n"
@@ -48,14 +45,12 @@ def _planned(context: RunFailureSensorContext) -> set:
     default_status=DefaultSensorStatus.RUNNING,
     description="Posts each failed run to Slack when SLACK_BOT_TOKEN is set.",
 )
-def slack_on_run_failure(context: RunFailureSensorContext):
-    token = os.environ.get("SLACK_BOT_TOKEN")
-    channel = os.environ.get("FEATURE_ASSETS_SLACK_CHANNEL")
-    if not token or not channel:
+def slack_on_run_failure(context: RunFailureSensorContext, alerts: SlackAlerts):
+    if not alerts.token or not alerts.channel:
         return SkipReason("SLACK_BOT_TOKEN or FEATURE_ASSETS_SLACK_CHANNEL is not set")
     from dagster_slack import SlackResource  # here: its Slack client costs every run 0.1 s
 
-    client = SlackResource(token=token).get_client()
-    if os.environ.get(SLACK_API_URL_VARIABLE):
-        client.base_url = os.environ[SLACK_API_URL_VARIABLE].rstrip("/") + "/"
-    client.chat_postMessage(channel=channel, text=failure_message(context))
+    client = SlackResource(token=alerts.token).get_client()
+    if alerts.api_url:
+        client.base_url = alerts.api_url.rstrip("/") + "/"
+    client.chat_postMessage(channel=alerts.channel, text=failure_message(context, alerts.ui_url))

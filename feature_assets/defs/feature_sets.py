@@ -33,7 +33,7 @@ from dagster import (
 )
 from dagster._core.storage.tags import RETRY_ON_ASSET_OR_OP_FAILURE_TAG
 
-from feature_assets import release_unused_memory, settings
+from feature_assets import settings
 from feature_assets.core.dates import compact_days
 from feature_assets.core.engine import INVALID_RACES, WORKER_DIED, Outcome, run_days
 from feature_assets.core.feature_set import FeatureSet, empty_output
@@ -41,6 +41,7 @@ from feature_assets.core.summaries import feature_facts_by_day, feature_summary
 from feature_assets.defs.checks import check_result, feature_rows_by_day, log_day_evaluations
 from feature_assets.defs.day_metadata import add_metadata_by_day
 from feature_assets.defs.partitions import backfill_policy, daily_partitions, require_days
+from feature_assets.io.memory import release_unused_memory
 from feature_assets.io.storage import ReadInputs, StoredDays
 
 # metadata of a failure: {day: ["race_id R: rule; rule", ...]} for invalid races, and

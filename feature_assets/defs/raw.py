@@ -29,7 +29,7 @@ from feature_assets.core.summaries import content_hash_by_day
 from feature_assets.defs.checks import NO_INVALID_RACES, check_result, invalid_races_by_day
 from feature_assets.defs.day_metadata import add_metadata_by_day
 from feature_assets.defs.partitions import backfill_policy, daily_partitions, require_days
-from feature_assets.defs.resources import STORED_SCHEMAS, SourceDatabase
+from feature_assets.defs.resources import SourceDatabase, stored_schema
 from feature_assets.io.source import Snapshot
 from feature_assets.io.storage import StoredDays
 
@@ -128,7 +128,7 @@ def _store(
     )
     result = []
     for table, frame in frames.items():
-        stored = storage.read_days(table, kept, STORED_SCHEMAS[table])
+        stored = storage.read_days(table, kept, stored_schema(table))
         fresh = frame[~pd.Series(day_labels(frame["race_date"]), index=frame.index).isin(kept)]
         order = ["race_id"] if table == "raw_races" else ["race_id", "lane"]
         result.append(pd.concat([fresh, stored]).sort_values(order, ignore_index=True))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -13,20 +12,40 @@ from feature_assets import settings
 from feature_assets.core.dates import compact_days
 from feature_assets.core.schema import RACE_ENTRIES_COLUMNS, RACES_COLUMNS, arrow_schema
 from feature_assets.feature_sets import registered_sets
-from feature_assets.io.source import Snapshot, SourceLocation, read_snapshot
+from feature_assets.io.source import ReadLimits, Snapshot, SourceLocation, read_snapshot
 from feature_assets.io.storage import DailyParquetStorage, MissingDaysError, StoredDays
 
 
 class SourceDatabase(ConfigurableResource):
-    """The race-results database. `url` is a secret when it holds a password: give it as
-    `EnvVar("FEATURE_ASSETS_SOURCE_URL")` so Dagster never stores or shows its value."""
+    """The race-results database and the bounds of a read (`ReadLimits`, seconds; set
+    from the FEATURE_ASSETS_SOURCE_* variables by `build_resources`). `url` is a secret
+    when it holds a password: give it as `EnvVar("FEATURE_ASSETS_SOURCE_URL")` so Dagster
+    never stores or shows its value."""
 
     url: str
     connect_attempts: int = 3
+    reader: str = "arrow"  # or "pymysql" (see feature_assets.io.source)
+    connect_timeout: int = ReadLimits.connect_timeout
+    read_timeout: int = ReadLimits.read_timeout
+    lock_wait_timeout: int = ReadLimits.lock_wait_timeout
+    statement_timeout: int = ReadLimits.statement_timeout
+    window_days: int = ReadLimits.window_days
+    read_attempts: int = ReadLimits.attempts
 
     @property
     def location(self) -> SourceLocation:
         return SourceLocation.from_url(self.url)
+
+    @property
+    def limits(self) -> ReadLimits:
+        return ReadLimits(
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            lock_wait_timeout=self.lock_wait_timeout,
+            statement_timeout=self.statement_timeout,
+            window_days=self.window_days,
+            attempts=self.read_attempts,
+        )
 
     def read_snapshot(
         self,
@@ -39,18 +58,22 @@ class SourceDatabase(ConfigurableResource):
             first_day,
             last_day,
             self.connect_attempts,
-            settings.read_limits(),
+            self.limits,
             partitions,
-            settings.source_reader(),
+            self.reader,
         )
 
 
-# What each asset's day files must hold: a file that differs is damaged, never read as NULLs.
-STORED_SCHEMAS = {
-    "raw_races": arrow_schema(RACES_COLUMNS),
-    "raw_race_entries": arrow_schema(RACE_ENTRIES_COLUMNS),
-    **{s.name: arrow_schema(s.output_columns) for s in registered_sets()},
-}
+def stored_schema(table: str):
+    """What each day file of `table` must hold: a file that differs is damaged, never read
+    as NULLs. None for a table that is not a raw asset or a registered set."""
+    raw = {"raw_races": RACES_COLUMNS, "raw_race_entries": RACE_ENTRIES_COLUMNS}
+    if table in raw:
+        return arrow_schema(raw[table])
+    for feature_set in registered_sets():
+        if feature_set.name == table:
+            return arrow_schema(feature_set.output_columns)
+    return None
 
 
 class DailyParquetIOManager(ConfigurableIOManager):
@@ -85,7 +108,7 @@ class DailyParquetIOManager(ConfigurableIOManager):
         table = "/".join(context.asset_key.path)
         try:
             return self.storage.read_days(
-                table, list(context.asset_partition_keys), STORED_SCHEMAS.get(table)
+                table, list(context.asset_partition_keys), stored_schema(table)
             )
         except MissingDaysError as err:
             fix = (
@@ -103,6 +126,7 @@ class TrainingStorage(ConfigurableResource):
     storage_url: str
     optuna_url: str
     heartbeat_seconds: int = 30
+    in_kubernetes: bool = False  # a pod: its SQLite file would be a study of its own
 
     @property
     def lake(self) -> DailyParquetStorage:
@@ -111,7 +135,7 @@ class TrainingStorage(ConfigurableResource):
     def studies(self):
         from feature_assets.training.search import open_storage
 
-        if self.optuna_url.startswith("sqlite") and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        if self.optuna_url.startswith("sqlite") and self.in_kubernetes:
             # each pod would tune on a study of its own, in a file that dies with the pod
             raise ValueError(
                 "FEATURE_ASSETS_OPTUNA_URL is not set in this pod: a SQLite file is not shared"
@@ -127,15 +151,38 @@ class TrainingStorage(ConfigurableResource):
         return Path(self.optuna_url.removeprefix("sqlite:///")).exists()
 
 
+class SlackAlerts(ConfigurableResource):
+    """Where failed runs are posted: a bot `token` (a secret: `EnvVar("SLACK_BOT_TOKEN")`)
+    and a `channel`; empty, the alert is off. `ui_url` is the base of the run link,
+    `api_url` a proxy or a test server in place of Slack's API."""
+
+    token: str = ""
+    channel: str = ""
+    ui_url: str = "http://localhost:3000"
+    api_url: str = ""
+
+
 def build_resources() -> dict[str, object]:
-    # EnvVar keeps the URL (and its password) out of run config, the UI and the event log.
+    """The resources, configured once from the environment (`feature_assets.settings`);
+    secrets go in as `EnvVar`, so Dagster never stores or shows their values."""
     source_url = (
         EnvVar("FEATURE_ASSETS_SOURCE_URL")
         if settings.source_url_is_set()
         else settings.default_source_url()
     )
+    limits = settings.read_limits()
+    slack = settings.slack()
     return {
-        "source": SourceDatabase(url=source_url),
+        "source": SourceDatabase(
+            url=source_url,
+            reader=settings.source_reader(),
+            connect_timeout=limits.connect_timeout,
+            read_timeout=limits.read_timeout,
+            lock_wait_timeout=limits.lock_wait_timeout,
+            statement_timeout=limits.statement_timeout,
+            window_days=limits.window_days,
+            read_attempts=limits.attempts,
+        ),
         "io_manager": DailyParquetIOManager(base_url=settings.storage_url()),
         "training": TrainingStorage(
             storage_url=settings.storage_url(),
@@ -143,5 +190,12 @@ def build_resources() -> dict[str, object]:
             if settings.optuna_url_is_set()
             else settings.default_optuna_url(),
             heartbeat_seconds=settings.trial_heartbeat_seconds(),
+            in_kubernetes=settings.in_kubernetes(),
+        ),
+        "alerts": SlackAlerts(
+            token=EnvVar("SLACK_BOT_TOKEN") if slack.token_is_set else "",
+            channel=slack.channel,
+            ui_url=slack.ui_url,
+            api_url=slack.api_url,
         ),
     }

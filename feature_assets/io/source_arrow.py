@@ -39,7 +39,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pymysql
 
-from feature_assets import release_unused_memory
 from feature_assets.core.schema import (
     RACE_ENTRIES_COLUMNS,
     RACES_COLUMNS,
@@ -47,10 +46,17 @@ from feature_assets.core.schema import (
     SOURCE_RACES_COLUMNS,
     arrow_schema,
 )
+from feature_assets.io.memory import release_unused_memory
 
-# the driver's pool logs each failed connection attempt to stderr; our own message says it
-os.environ.setdefault("RUST_LOG", "off")
-import connectorx  # noqa: E402  (after RUST_LOG: the driver reads it when loaded)
+
+def _driver():
+    """connectorx, loaded on first use. Its pool logs each failed connection attempt to
+    stderr (our own message says it), so its log is off unless RUST_LOG asks; the driver
+    reads RUST_LOG when it loads."""
+    os.environ.setdefault("RUST_LOG", "off")
+    import connectorx
+
+    return connectorx
 
 
 class CannotConnect(ConnectionError):
@@ -133,7 +139,7 @@ def _url(location, limits) -> str:
 def _fetch(location, query: str, limits, flavour: str) -> pa.Table:
     with _StallWatch(location.host, location.port, limits.read_timeout) as watch:
         try:
-            return connectorx.read_sql(
+            return _driver().read_sql(
                 _url(location, limits),
                 query,
                 return_type="arrow",

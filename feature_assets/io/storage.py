@@ -36,8 +36,8 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from feature_assets import release_unused_memory
 from feature_assets.core.dates import compact_days, day_labels
+from feature_assets.io.memory import release_unused_memory
 
 PARTITION_COLUMN = "race_date"
 FILE_NAME = "data.parquet"

@@ -215,11 +215,11 @@ def check_stored_days(
     feature_set: FeatureSet, days: Sequence[str], storage_url: str, source_url: str
 ) -> list[Difference | Reach]:
     """`check_leakage` of `days` as stored at `storage_url`, from the source at `source_url`."""
-    from feature_assets.defs.resources import STORED_SCHEMAS, SourceDatabase
+    from feature_assets.defs.resources import SourceDatabase, stored_schema
     from feature_assets.io.storage import DailyParquetStorage
 
     storage = DailyParquetStorage(storage_url)
-    stored = storage.read_days(feature_set.name, days, STORED_SCHEMAS.get(feature_set.name))
+    stored = storage.read_days(feature_set.name, days, stored_schema(feature_set.name))
     source = SourceDatabase(url=source_url)
     first = dt.date.fromisoformat(days[0]) - dt.timedelta(days=feature_set.history_days)
     snapshot = source.read_snapshot(first, dt.date.fromisoformat(days[-1]))
