@@ -21,7 +21,7 @@ from feature_assets.defs.automation import (
     daily_race_features,
     recompute_after_corrections,
 )
-from feature_assets.defs.feature_sets import feature_set_asset
+from feature_assets.defs.features import feature_set_asset
 from feature_assets.defs.raw import raw_snapshot
 from feature_assets.defs.resources import build_resources
 from feature_assets.defs.stale import stale_days_check, stale_days_sensor

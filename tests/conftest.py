@@ -200,7 +200,7 @@ def feature_lake(mysql_server, tmp_path_factory):
     for the training tests; yields (storage path, the generated data)."""
     from dagster import instance_for_test, materialize
 
-    from feature_assets.defs.feature_sets import feature_set_asset
+    from feature_assets.defs.features import feature_set_asset
     from feature_assets.defs.raw import raw_snapshot
     from feature_assets.defs.resources import DailyParquetIOManager, SourceDatabase
     from feature_assets.feature_sets import registered_sets

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance, instance_for_test, materialize
 
-from feature_assets.defs.feature_sets import feature_set_asset
+from feature_assets.defs.features import feature_set_asset
 from feature_assets.defs.partitions import daily_partitions
 from feature_assets.defs.raw import raw_snapshot
 from feature_assets.defs.resources import DailyParquetIOManager, SourceDatabase

@@ -13,7 +13,7 @@ from dagster import AssetKey, instance_for_test
 from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
 from feature_assets.core.schema import RACE_FEATURES_COLUMNS
-from feature_assets.defs.feature_sets import feature_set_asset
+from feature_assets.defs.features import feature_set_asset
 from feature_assets.defs.partitions import daily_partitions
 from feature_assets.defs.raw import raw_snapshot
 from feature_assets.feature_sets.race_features import race_features as built_in_set

@@ -10,7 +10,7 @@ import pytest
 from dagster import DagsterInstance
 from optuna.trial import TrialState
 
-from feature_assets.defs.feature_sets import feature_set_asset
+from feature_assets.defs.features import feature_set_asset
 from feature_assets.feature_sets.racer_form import racer_form
 from feature_assets.io import synthetic
 from feature_assets.ops.planning import (

@@ -72,7 +72,7 @@ def _fenced_blocks(text: str):
 
 
 def _is_command(line: str) -> bool:
-    return line.startswith(("feature-assets ", "dagster asset materialize"))
+    return line.startswith(("feature-assets ", "dagster asset materialize", "python -c "))
 
 
 def _filled(line: str) -> str:

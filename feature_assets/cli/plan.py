@@ -218,7 +218,7 @@ def _plan_feature_set(days, set_name, seconds_per_race, races_per_day, target_mi
         else:
             click.echo(f"no plan reaches {target_minutes:g} min: one day alone takes longer")
     if set_name:
-        from feature_assets.defs.feature_sets import k8s_run_tags
+        from feature_assets.defs.features import k8s_run_tags
 
         [(tag, value)] = k8s_run_tags([feature_set(set_name)]).items()
         click.echo(

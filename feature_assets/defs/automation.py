@@ -46,7 +46,7 @@ from dagster._core.storage.tags import (
 
 from feature_assets import feature_sets, settings
 from feature_assets.core.dates import compact_days, day_ranges
-from feature_assets.defs.feature_sets import k8s_run_tags
+from feature_assets.defs.features import k8s_run_tags
 from feature_assets.defs.partitions import daily_partitions
 from feature_assets.defs.raw import CHANGED, NEW, RAW_RACE_ENTRIES, RAW_RACES
 from feature_assets.ops.status import run_days

@@ -1,4 +1,4 @@
-"""The contract's 12 features (../shared/spec, `race_features`): the built-in feature set.
+"""The contract's 12 features (docs/contract.md, `race_features`): the built-in feature set.
 
 Vectorised: every history feature is a window sum that `History.window_sums` answers for
 many days at once (`batch_days`) from running totals built once per run, so ten years cost

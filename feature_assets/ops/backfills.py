@@ -24,7 +24,7 @@ from dagster._core.utils import make_new_backfill_id
 
 from feature_assets import settings
 from feature_assets.core.dates import day_ranges
-from feature_assets.defs.feature_sets import k8s_run_tags
+from feature_assets.defs.features import k8s_run_tags
 from feature_assets.defs.partitions import daily_partitions
 from feature_assets.feature_sets import registered_sets
 from feature_assets.ops.status import RAW_ASSETS

@@ -27,7 +27,7 @@ from dagster._core.storage.tags import (
 
 from feature_assets.core.dates import compact_days
 from feature_assets.core.feature_set import FeatureSet
-from feature_assets.defs.feature_sets import (
+from feature_assets.defs.features import (
     CODE_VERSION_TAG,
     ERRORS_BY_DAY,
     INVALID_RACES_BY_DAY,
