@@ -2,7 +2,7 @@
 # official Dagster Helm chart's user deployments expect (dagsterApiGrpcArgs in
 # deploy/helm/values.yaml); the K8sRunLauncher starts each run's pod from the same image.
 # No data inside: runs read and write Parquet on GCS day by day.
-# Pinned by tag and digest: a re-pushed tag cannot change what is built (README: renew both).
+# Pinned by tag and digest: a re-pushed tag cannot change what is built (docs/gke.md: renew both).
 FROM python:3.11.15-slim-bookworm@sha256:b18992999dbe963a45a8a4da40ac2b1975be1a776d939d098c647482bcad5cba
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

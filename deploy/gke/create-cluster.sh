@@ -13,7 +13,7 @@
 # Secrets, read from the environment when the secrets are created (never printed):
 #   FEATURE_ASSETS_SOURCE_URL (mysql://user:password@host:3306/db), DAGSTER_PG_PASSWORD,
 #   SLACK_BOT_TOKEN (optional).
-# Other settings and their defaults: deploy/gke/common.sh. README: "Run it on GKE".
+# Other settings and their defaults: deploy/gke/common.sh. docs/gke.md.
 
 IGNORE_QUOTA=0 ASSUME_EXISTS=0
 handle_option() { [[ "$1" == --ignore-quota ]] && IGNORE_QUOTA=1; }
@@ -140,7 +140,7 @@ if (( DRY_RUN )); then
 else
   : "${FEATURE_ASSETS_SOURCE_URL:?set FEATURE_ASSETS_SOURCE_URL for the secret}"
   : "${DAGSTER_PG_PASSWORD:?set DAGSTER_PG_PASSWORD for the secret}"
-  # postgresql://dagster:PASSWORD@CLOUD_SQL_PRIVATE_IP:5432/optuna (README, Run it on GKE)
+  # postgresql://dagster:PASSWORD@CLOUD_SQL_PRIVATE_IP:5432/optuna (docs/gke.md)
   : "${FEATURE_ASSETS_OPTUNA_URL:?set FEATURE_ASSETS_OPTUNA_URL for the secret}"
   kubectl get namespace "$NAMESPACE" >/dev/null 2>&1 || kubectl create namespace "$NAMESPACE"
   kubectl -n "$NAMESPACE" create secret generic feature-assets-source \
@@ -153,4 +153,4 @@ else
     --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   echo "secrets applied in namespace ${NAMESPACE}"
 fi
-echo "# next: build and push the image, then helm upgrade --install (README, Run it on GKE)"
+echo "# next: build and push the image, then helm upgrade --install (docs/gke.md)"

@@ -139,7 +139,7 @@ class TrainingStorage(ConfigurableResource):
             # each pod would tune on a study of its own, in a file that dies with the pod
             raise ValueError(
                 "FEATURE_ASSETS_OPTUNA_URL is not set in this pod: a SQLite file is not shared"
-                " between pods; set it to the Cloud SQL database (README, Run it on GKE)"
+                " between pods; set it to the Cloud SQL database (docs/gke.md)"
             )
         return open_storage(self.optuna_url, self.heartbeat_seconds)
 
