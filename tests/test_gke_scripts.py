@@ -5,8 +5,11 @@ the region's quotas from a recorded `gcloud compute regions describe --format js
 records every call, so the tests can assert that a dry run changes nothing.
 """
 
+import datetime as dt
 import json
 import os
+import shlex
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -24,6 +27,10 @@ echo "$*" >> "$GCLOUD_CALLS"
 case "$*" in
   "auth list"*) [[ "$GCLOUD_LOGGED_IN" == yes ]] && echo "deployer@example.com"; true ;;
   "compute regions describe"*) cat "$GCLOUD_REGION_JSON" ;;
+  "compute project-info describe"*) cat "$GCLOUD_PROJECT_JSON" ;;
+  "projects describe"*) echo 123456789012 ;;
+  "services vpc-peerings list"*)
+    [[ "$GCLOUD_EXISTING" == yes ]] && echo servicenetworking.googleapis.com; true ;;
   *maintenancePolicy*) [[ "$GCLOUD_EXISTING" == yes ]] && echo "$GCLOUD_EXCLUSIONS"; true ;;
   *describe*) [[ "$GCLOUD_EXISTING" == yes ]] ;;
   *) echo "a dry run must not call: gcloud $*" >&2; exit 99 ;;
@@ -41,7 +48,17 @@ def _gcloud_quota(tmp_path: Path, cpus: int) -> Path:
     return path
 
 
-def _script(tmp_path, name, *args, cpus=240, existing=False, logged_in=True, exclusions=""):
+def _project_quota(tmp_path: Path, cpus: int) -> Path:
+    """What `gcloud compute project-info describe --format json` says of CPUS_ALL_REGIONS."""
+    path = tmp_path / "project.json"
+    quota = {"metric": "CPUS_ALL_REGIONS", "limit": float(cpus), "usage": 0.0}
+    path.write_text(json.dumps({"quotas": [quota]}))
+    return path
+
+
+def _script(
+    tmp_path, name, *args, cpus=240, existing=False, logged_in=True, exclusions="", all_cpus=500
+):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     fake = bin_dir / "gcloud"
@@ -56,6 +73,7 @@ def _script(tmp_path, name, *args, cpus=240, existing=False, logged_in=True, exc
         "GCLOUD_REGION_JSON": str(_gcloud_quota(tmp_path, cpus)),
         "GCLOUD_EXISTING": "yes" if existing else "no",
         "GCLOUD_EXCLUSIONS": exclusions,  # what describe says of the cluster's exclusions
+        "GCLOUD_PROJECT_JSON": str(_project_quota(tmp_path, all_cpus)),
         "FEATURE_ASSETS_SOURCE_URL": "mysql://reader:Top-Secret-1@10.0.0.5/races",
         "DAGSTER_PG_PASSWORD": "Top-Secret-2",
         "FEATURE_ASSETS_OPTUNA_URL": "postgresql://dagster:Top-Secret-3@10.0.0.6/optuna",
@@ -79,10 +97,16 @@ def test_create_dry_run_prints_the_plan_and_changes_nothing(tmp_path):
     # a cluster on a channel keeps node auto-upgrade; the exclusion is what holds it off, and
     # gcloud takes exclusions only on update, right after the cluster exists
     assert "--no-enable-autoupgrade" not in out and "maintenance-exclusion" not in cluster
-    exclusion = lines[created + 1]
+    system, default, exclusion = lines[created + 1 : created + 4]
+    assert "node-pools create system" in system and "--machine-type e2-standard-2" in system
+    assert "node-pools delete default-pool" in default and "--quiet" in default
     assert "clusters update feature-assets" in exclusion
     assert "--add-maintenance-exclusion-scope no_minor_or_node_upgrades" in exclusion
-    assert "--add-maintenance-exclusion-until-end-of-support" in exclusion
+    end = (dt.date.today() + dt.timedelta(days=90)).isoformat()
+    assert f"--add-maintenance-exclusion-end {end}T00:00:00Z" in exclusion
+    assert f"--add-maintenance-exclusion-name no-minor-or-node-upgrades-until-{end}" in exclusion
+    reader = next(line for line in lines if "roles/artifactregistry.reader" in line)
+    assert "123456789012-compute@developer.gserviceaccount.com" in reader
     assert "--workload-pool race-project.svc.id.goog" in cluster
     spot = next(line for line in lines if "node-pools create spot-runs" in line)
     for flag in ("--spot", "--min-nodes 0", "--num-nodes 0", "gke-spot=true:NoSchedule"):
@@ -96,7 +120,8 @@ def test_create_dry_run_prints_the_plan_and_changes_nothing(tmp_path):
     assert "Top-Secret" not in out + result.stderr
     users = next(line for line in out.splitlines() if "sql users create" in line)
     assert "DAGSTER_PG_PASSWORD" in users  # the secret's name stands in for its value
-    assert calls and all(c.startswith("auth list") or "describe" in c for c in calls)
+    reads = ("auth list", "describe", "vpc-peerings list")  # nothing but reads is called
+    assert calls and all(any(read in c for read in reads) for c in calls)
 
 
 def test_create_stops_when_the_quota_is_short_and_says_what_to_request(tmp_path):
@@ -113,7 +138,8 @@ def test_create_stops_when_the_quota_is_short_and_says_what_to_request(tmp_path)
 def test_create_is_idempotent_and_adds_the_upgrade_exclusion_once(tmp_path, held):
     """A re-run creates nothing; it adds the exclusion only when the cluster lacks it (GKE
     removes it at the version's end of support, after the forced upgrade)."""
-    exclusions = "{'no-minor-or-node-upgrades': {...}}" if held else ""
+    until = (dt.date.today() + dt.timedelta(days=60)).isoformat()
+    exclusions = f"{{'no-minor-or-node-upgrades-until-{until}': {{...}}}}" if held else ""
     result, _ = _script(
         tmp_path, "create-cluster.sh", "--dry-run", existing=True, exclusions=exclusions
     )
@@ -125,6 +151,24 @@ def test_create_is_idempotent_and_adds_the_upgrade_exclusion_once(tmp_path, held
     ]
     assert creations == []
     assert ("clusters update feature-assets" in result.stdout) is not held
+    assert "vpc-peerings connect" not in result.stdout  # the peering exists too
+    assert "node-pools delete default-pool" in result.stdout  # still there: it goes
+
+
+def test_an_exclusion_ending_within_30_days_is_renewed(tmp_path):
+    until = (dt.date.today() + dt.timedelta(days=20)).isoformat()
+    exclusions = f"{{'no-minor-or-node-upgrades-until-{until}': {{...}}}}"
+    result, _ = _script(
+        tmp_path, "create-cluster.sh", "--dry-run", existing=True, exclusions=exclusions
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--add-maintenance-exclusion-scope no_minor_or_node_upgrades" in result.stdout
+
+
+def test_the_project_wide_cpu_quota_is_checked_too(tmp_path):
+    result, _ = _script(tmp_path, "create-cluster.sh", "--dry-run", cpus=240, all_cpus=12)
+    assert result.returncode == 1
+    assert "Request CPUS_ALL_REGIONS >= 22:" in result.stderr
 
 
 @pytest.mark.parametrize("everything", [False, True])
@@ -145,3 +189,47 @@ def test_without_a_gcloud_login_a_dry_run_still_prints_every_step(tmp_path):
     assert os.access(GKE / "create-cluster.sh", os.X_OK) and os.access(
         GKE / "delete-cluster.sh", os.X_OK
     )
+
+
+REJECTED = ("unrecognized arguments", "invalid choice", "alternate release tracks")
+
+
+def _command_lines(tmp_path) -> set[tuple[str, ...]]:
+    """Every gcloud command line the scripts can run: the changes a dry run prints (fresh
+    and existing resources) and the reads they make."""
+    lines = set()
+    runs = [
+        ("create-cluster.sh", {"existing": False}),
+        ("create-cluster.sh", {"existing": True}),
+        ("delete-cluster.sh", {"existing": True}),
+    ]
+    for number, (name, options) in enumerate(runs):
+        work = tmp_path / str(number)
+        work.mkdir()
+        result, calls = _script(
+            work, name, "--dry-run", *(["--all"] if "delete" in name else []), **options
+        )
+        assert result.returncode == 0, result.stderr
+        printed = [line[2:] for line in result.stdout.splitlines() if line.startswith("+ gcloud ")]
+        lines |= {tuple(shlex.split(line)[1:]) for line in printed}
+        lines |= {tuple(shlex.split(call)) for call in calls}
+    return lines
+
+
+def test_every_gcloud_command_line_parses_with_the_real_gcloud(tmp_path):
+    """gcloud parses flags before it asks for credentials: with an empty configuration a
+    valid command line fails on authentication, an invalid one on its arguments."""
+    gcloud = shutil.which("gcloud", path="/usr/bin:/usr/local/bin:/usr/lib/google-cloud-sdk/bin")
+    assert gcloud, "the Google Cloud SDK (Debian package google-cloud-cli) is not installed"
+    config = tmp_path / "gcloud-config"
+    config.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CLOUDSDK_CONFIG": str(config),
+           "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}  # fmt: skip
+    lines = _command_lines(tmp_path)
+    assert any(line[:3] == ("container", "clusters", "update") for line in lines)
+    rejected = {}
+    for line in sorted(lines):
+        done = subprocess.run([gcloud, *line], env=env, capture_output=True, text=True, timeout=120)
+        if any(phrase in done.stderr for phrase in REJECTED):
+            rejected[" ".join(line)] = done.stderr.strip().splitlines()[-1]
+    assert rejected == {}

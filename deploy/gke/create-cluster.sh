@@ -45,9 +45,18 @@ if quota["limit"] == 0 and "CPUS" in quotas:
 print(quota["metric"], int(quota["limit"] - quota["usage"]))')"
   local metric=${available% *} free=${available#* }
   echo "# quota ${metric} in ${REGION}: ${free} vCPUs free, the plan needs ${needed}"
+  # the project-wide cap counts too: a new project's CPUS_ALL_REGIONS is often below its regions'
+  local global
+  global="$(gcloud compute project-info describe --project "$PROJECT_ID" --format json |
+    python3 -c 'import json, sys
+q = {q["metric"]: q for q in json.load(sys.stdin)["quotas"]}.get("CPUS_ALL_REGIONS")
+print(int(q["limit"] - q["usage"]) if q else 10**9)')" || {
+    echo "cannot read the project's CPUS_ALL_REGIONS quota (gcloud above)" >&2; exit 1; }
+  echo "# quota CPUS_ALL_REGIONS: ${global} vCPUs free"
+  if (( global < free )); then metric=CPUS_ALL_REGIONS free=$global; fi
   if (( free < needed )); then
     echo "The Spot pool could only reach $(( (free - 2) / machine_vcpus )) of ${SPOT_MAX_NODES} nodes." >&2
-    echo "Request ${metric} >= ${needed} in ${REGION}:" \
+    echo "Request ${metric} >= ${needed}$([[ $metric == CPUS_ALL_REGIONS ]] || echo " in ${REGION}"):" \
       "https://console.cloud.google.com/iam-admin/quotas?project=${PROJECT_ID}" \
       "(or lower SPOT_MAX_NODES; feature-assets plan --vcpu-quota ${free} shows the cost in time)." >&2
     (( IGNORE_QUOTA )) || exit 1
@@ -63,17 +72,32 @@ exists gcloud artifacts repositories describe "$REPOSITORY" --location "$REGION"
   run gcloud artifacts repositories create "$REPOSITORY" --repository-format docker \
     --location "$REGION" --project "$PROJECT_ID"
 
+# The nodes pull the image as the Compute Engine default service account; projects made
+# since May 2024 no longer grant it Artifact Registry access on their own (ImagePullBackOff).
+project_number() {
+  if (( DRY_RUN )) && ! have_gcloud; then echo PROJECT_NUMBER; return; fi
+  gcloud projects describe "$PROJECT_ID" --format 'value(projectNumber)'
+}
+run gcloud artifacts repositories add-iam-policy-binding "$REPOSITORY" --location "$REGION" \
+  --project "$PROJECT_ID" --role roles/artifactregistry.reader \
+  --member "serviceAccount:$(project_number)-compute@developer.gserviceaccount.com"
+
 exists gcloud storage buckets describe "gs://${BUCKET}" --project "$PROJECT_ID" ||
   run gcloud storage buckets create "gs://${BUCKET}" --location "$REGION" \
     --uniform-bucket-level-access --project "$PROJECT_ID"
 
 # Cloud SQL on a private IP in the default network (peering made once per network).
-exists gcloud compute addresses describe google-managed-services-default --global --project "$PROJECT_ID" || {
+exists gcloud compute addresses describe google-managed-services-default --global --project "$PROJECT_ID" ||
   run gcloud compute addresses create google-managed-services-default --global \
     --purpose VPC_PEERING --prefix-length 16 --network default --project "$PROJECT_ID"
+peered() {  # asked apart from the address: a run that failed between the two re-peers
+  (( DRY_RUN )) && ! have_gcloud && return 1
+  gcloud services vpc-peerings list --network default --project "$PROJECT_ID" \
+    --format 'value(service)' 2>/dev/null | grep -q servicenetworking.googleapis.com
+}
+peered ||
   run gcloud services vpc-peerings connect --service servicenetworking.googleapis.com \
     --ranges google-managed-services-default --network default --project "$PROJECT_ID"
-}
 exists gcloud sql instances describe "$SQL_INSTANCE" --project "$PROJECT_ID" || {
   run gcloud sql instances create "$SQL_INSTANCE" --database-version POSTGRES_15 \
     --tier db-custom-1-3840 --region "$REGION" --network default --no-assign-ip --project "$PROJECT_ID"
@@ -86,26 +110,47 @@ exists gcloud sql databases describe optuna --instance "$SQL_INSTANCE" --project
   run gcloud sql databases create optuna --instance "$SQL_INSTANCE" --project "$PROJECT_ID"
 
 # A release channel (GKE's way now; "no channel" loses its last controls in 2027) with a
-# "no minor or node upgrades" exclusion until the version's end of support: nodes are never
-# upgraded or recreated under a running backfill, and the control plane takes only patches
-# (a zonal control plane is briefly unreachable then; runs already started go on). The
-# exclusion can only be added to an existing cluster; at end of support GKE upgrades, and a
-# re-run of this script adds the exclusion again for the new version.
-exists gcloud container clusters describe "$CLUSTER" --zone "$ZONE" --project "$PROJECT_ID" ||
+# "no minor or node upgrades" maintenance exclusion: nodes are not upgraded or recreated
+# under a running backfill, and the control plane takes only patches (a zonal control plane
+# is briefly unreachable then; runs already started go on). gcloud takes exclusions only on
+# an existing cluster, with an end date: EXCLUSION_DAYS from today (GKE refuses an end past
+# the version's end of support: lower it then). A re-run renews it when less than 30 days
+# are left. Only GA flags here (tests/test_gke_scripts.py runs every command line through
+# the real gcloud's parser).
+# The cluster is made with a one-node default pool (a cluster needs a pool to exist), then
+# the `system` pool that the Helm values' nodeSelector asks for replaces it.
+NEW_CLUSTER=0
+exists gcloud container clusters describe "$CLUSTER" --zone "$ZONE" --project "$PROJECT_ID" || {
   run gcloud container clusters create "$CLUSTER" --zone "$ZONE" --project "$PROJECT_ID" \
     --release-channel "$RELEASE_CHANNEL" \
     --workload-pool "${PROJECT_ID}.svc.id.goog" \
-    --node-pool-name system --machine-type "$SYSTEM_MACHINE" --num-nodes 1
+    --machine-type "$SYSTEM_MACHINE" --num-nodes 1
+  NEW_CLUSTER=1
+}
+exists gcloud container node-pools describe system --cluster "$CLUSTER" --zone "$ZONE" --project "$PROJECT_ID" ||
+  run gcloud container node-pools create system --cluster "$CLUSTER" --zone "$ZONE" \
+    --project "$PROJECT_ID" --machine-type "$SYSTEM_MACHINE" --num-nodes 1 \
+    --workload-metadata GKE_METADATA
+if (( NEW_CLUSTER )) ||
+  exists gcloud container node-pools describe default-pool --cluster "$CLUSTER" --zone "$ZONE" --project "$PROJECT_ID"; then
+  run gcloud container node-pools delete default-pool --cluster "$CLUSTER" --zone "$ZONE" \
+    --project "$PROJECT_ID" --quiet
+fi
 exclusions() {
   (( DRY_RUN )) && ! have_gcloud && return
   gcloud container clusters describe "$CLUSTER" --zone "$ZONE" --project "$PROJECT_ID" \
     --format 'value(maintenancePolicy.window.maintenanceExclusions)' 2>/dev/null || true
 }
-if [[ "$(exclusions)" != *"$EXCLUSION"* ]]; then
+day_in() { python3 -c "import datetime as d, sys; print(d.date.today() + d.timedelta(days=int(sys.argv[1])))" "$1"; }
+held_until="$( (grep -oE "${EXCLUSION}-until-[0-9]{4}-[0-9]{2}-[0-9]{2}" <<<"$(exclusions)" || true) |
+  sed "s/${EXCLUSION}-until-//" | sort | tail -n 1)"
+if [[ -z "$held_until" || "$held_until" < "$(day_in 30)" ]]; then
+  end="$(day_in "${EXCLUSION_DAYS:-90}")"
   run gcloud container clusters update "$CLUSTER" --zone "$ZONE" --project "$PROJECT_ID" \
-    --add-maintenance-exclusion-name "$EXCLUSION" \
-    --add-maintenance-exclusion-scope no_minor_or_node_upgrades \
-    --add-maintenance-exclusion-until-end-of-support
+    --add-maintenance-exclusion-name "${EXCLUSION}-until-${end}" \
+    --add-maintenance-exclusion-start "$(day_in 0)T00:00:00Z" \
+    --add-maintenance-exclusion-end "${end}T00:00:00Z" \
+    --add-maintenance-exclusion-scope no_minor_or_node_upgrades
 fi
 
 exists gcloud container node-pools describe spot-runs --cluster "$CLUSTER" --zone "$ZONE" --project "$PROJECT_ID" ||
