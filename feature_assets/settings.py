@@ -107,6 +107,7 @@ def check_configuration() -> None:
         trial_heartbeat_seconds,
         _check_optuna_url,
         _check_storage,
+        _check_set_pods,
     )
     for check in checks:
         try:
@@ -348,3 +349,41 @@ def slack() -> Slack:
         ui_url=os.environ.get("FEATURE_ASSETS_UI_URL", "").strip() or "http://localhost:3000",
         api_url=os.environ.get("FEATURE_ASSETS_SLACK_API_URL", "").strip(),
     )
+
+
+def run_machine() -> str | None:
+    """FEATURE_ASSETS_RUN_MACHINE: the machine type of the nodes run pods go to (the Spot
+    pool, deploy/gke SPOT_MACHINE); unset, run pods are not checked against a node."""
+    return os.environ.get("FEATURE_ASSETS_RUN_MACHINE", "").strip() or None
+
+
+def _check_set_pods() -> None:
+    """Every feature set's pod (its cpus= and memory=) fits a node of the run machine: a pod
+    that fits none is never scheduled, and its run would wait out its start timeout."""
+    machine = run_machine()
+    if machine is None:
+        return
+    from feature_assets.feature_sets import registered_sets
+    from feature_assets.ops.planning import MACHINES, largest_pod
+
+    if machine not in MACHINES:
+        raise ValueError(
+            f"FEATURE_ASSETS_RUN_MACHINE: {machine!r} is not one of {', '.join(sorted(MACHINES))}"
+        )
+    cpus, memory_gb = largest_pod(MACHINES[machine])
+    too_big = [
+        f"feature set {s.name} asks {s.cpus:g} CPU and {s.memory}"
+        for s in registered_sets()
+        if s.cpus > cpus or _gibibytes(s.memory) > memory_gb
+    ]
+    if too_big:
+        raise ValueError(
+            f"{'; '.join(too_big)}, but the largest run pod an {machine} node holds"
+            f" (FEATURE_ASSETS_RUN_MACHINE) is {cpus:g} CPU and {memory_gb:g}Gi: declare"
+            " less, or give the runs a larger machine (SPOT_MACHINE and FEATURE_ASSETS_RUN_MACHINE)"
+        )
+
+
+def _gibibytes(quantity: str) -> float:
+    number, unit = quantity[:-2], quantity[-2:]
+    return float(number) / (1024 if unit == "Mi" else 1)

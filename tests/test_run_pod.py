@@ -290,3 +290,10 @@ def test_runs_at_once_are_what_the_spot_pool_holds():
     assert (cluster.vcpu_per_run, cluster.memory_per_run_gb) == (float(requests["cpu"]), memory_gb)
     plan = estimate(3650, 30, 0.05, Cluster(vcpu_quota=nodes * MACHINES[machine].vcpus))
     assert plan.concurrent_runs == runs_at_once and plan.nodes == nodes
+
+
+def test_the_run_machine_the_code_location_checks_is_the_spot_pools():
+    defaults = dict(re.findall(r'^(\w+)="\$\{\1:-([^}]*)\}"', COMMON_SH.read_text(), re.M))
+    [deployment] = VALUES["dagster-user-deployments"]["deployments"]
+    env = {item["name"]: item["value"] for item in deployment["env"]}
+    assert env["FEATURE_ASSETS_RUN_MACHINE"] == defaults["SPOT_MACHINE"]

@@ -229,13 +229,19 @@ class SetPlan:
 
 def pods_per_node(machine: Machine, cpus_per_pod: float, memory_gb: float) -> int:
     """How many pods of these requests a node's allocatable CPU and memory hold."""
-    # GKE keeps about 6 % of the first core, 1 % of the others and ~0.3 vCPU for its
-    # daemons; memory: ~25 % of the first 4 GB, 20 % of the next 4, 10 % beyond
-    allocatable_cpu = machine.vcpus - 0.06 - 0.01 * (machine.vcpus - 1) - 0.3
-    reserved_gb = 1 + 0.8 * (machine.memory_gb > 4) + 0.1 * max(0, machine.memory_gb - 8)
+    allocatable_cpu, allocatable_gb = largest_pod(machine)
     by_cpu = int(allocatable_cpu // cpus_per_pod)
-    by_memory = int((machine.memory_gb - reserved_gb) // memory_gb)
+    by_memory = int(allocatable_gb // memory_gb)
     return max(0, min(by_cpu, by_memory))
+
+
+def largest_pod(machine: Machine) -> tuple[float, float]:
+    """(CPUs, GiB) a node of `machine` can give one pod: its allocatable CPU and memory.
+    GKE keeps about 6 % of the first core, 1 % of the others and ~0.3 vCPU for its
+    daemons; memory: ~25 % of the first 4 GB, 20 % of the next 4, 10 % beyond."""
+    cpus = machine.vcpus - 0.06 - 0.01 * (machine.vcpus - 1) - 0.3
+    reserved_gb = 1 + 0.8 * (machine.memory_gb > 4) + 0.1 * max(0, machine.memory_gb - 8)
+    return round(cpus, 2), round(machine.memory_gb - reserved_gb, 2)
 
 
 def estimate_set(
