@@ -19,7 +19,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -36,7 +35,7 @@ sys.path.insert(0, str(REPO))
 from feature_assets.io import synthetic  # noqa: E402
 from feature_assets.io.source import SourceLocation  # noqa: E402
 from tests import reference  # noqa: E402
-from tests.helpers import graphql, materialize_command  # noqa: E402
+from tests.helpers import graphql, materialize_command, stop_process_group  # noqa: E402
 
 FIRST_DAY = dt.date(2015, 1, 1)
 SELECT = "raw_races,raw_race_entries,race_features"
@@ -297,12 +296,7 @@ def daemon_backfill(work, source, first, last, counters, postgres_db=None, port=
         if status not in ("COMPLETED", "COMPLETED_SUCCESS"):
             raise RuntimeError(f"daemon backfill ended {status}; see {work / 'daemon.log'}")
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_process_group(server)
         log.close()
     return {
         "seconds": seconds,

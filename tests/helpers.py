@@ -158,12 +158,18 @@ def dagster_dev(env: dict, log: Path):
             wait_for(lambda: beats <= set(instance.get_daemon_heartbeats()), 120, "the daemon")
             yield instance
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_process_group(server)
         os.environ.pop("DAGSTER_HOME", None)
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM to the process's group (started with start_new_session), SIGKILL after 30 s."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def feature_assets_command(env, *args, timeout=900):

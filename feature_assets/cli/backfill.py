@@ -9,6 +9,7 @@ import click
 
 from feature_assets.cli.options import (
     asset_names,
+    assets_option,
     daemon_runs,
     days_in,
     open_instance,
@@ -26,12 +27,7 @@ from feature_assets.cli.options import (
 )
 @click.option("--range", "day_range", metavar="START...END", help="Every day of a range.")
 @click.option("--days", metavar="D1,D2,...", help="These days.")
-@click.option(
-    "--assets",
-    default="all",
-    show_default=True,
-    help="Comma-separated assets: raw_races, raw_race_entries, feature sets; all: every one.",
-)
+@assets_option
 @click.option(
     "--days-per-run",
     type=click.IntRange(min=1),

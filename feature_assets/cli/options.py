@@ -85,3 +85,11 @@ def asset_names(text: str) -> list[str]:
             param_hint="--assets",
         )
     return names
+
+
+assets_option = click.option(
+    "--assets",
+    default="all",
+    show_default=True,
+    help="Comma-separated assets: raw_races, raw_race_entries, feature sets; all: every one.",
+)

@@ -7,17 +7,17 @@ import sys
 
 import click
 
-from feature_assets.cli.options import asset_names, deprecated_spelling, open_instance
+from feature_assets.cli.options import (
+    asset_names,
+    assets_option,
+    deprecated_spelling,
+    open_instance,
+)
 from feature_assets.cli.output import status_advice, status_lines
 
 
 @click.command()
-@click.option(
-    "--assets",
-    default="all",
-    show_default=True,
-    help="Comma-separated assets: raw_races, raw_race_entries, feature sets; all: every one.",
-)
+@assets_option
 @click.option(
     "--asset",
     "old_assets",

@@ -36,6 +36,20 @@ class SourceDatabase(ConfigurableResource):
     def location(self) -> SourceLocation:
         return SourceLocation.from_url(self.url)
 
+    @classmethod
+    def bounded(cls, url, reader: str, limits: ReadLimits) -> SourceDatabase:
+        """The resource with the bounds of `limits` as its fields."""
+        return cls(
+            url=url,
+            reader=reader,
+            connect_timeout=limits.connect_timeout,
+            read_timeout=limits.read_timeout,
+            lock_wait_timeout=limits.lock_wait_timeout,
+            statement_timeout=limits.statement_timeout,
+            window_days=limits.window_days,
+            read_attempts=limits.attempts,
+        )
+
     @property
     def limits(self) -> ReadLimits:
         return ReadLimits(
@@ -170,18 +184,10 @@ def build_resources() -> dict[str, object]:
         if settings.source_url_is_set()
         else settings.default_source_url()
     )
-    limits = settings.read_limits()
     slack = settings.slack()
     return {
-        "source": SourceDatabase(
-            url=source_url,
-            reader=settings.source_reader(),
-            connect_timeout=limits.connect_timeout,
-            read_timeout=limits.read_timeout,
-            lock_wait_timeout=limits.lock_wait_timeout,
-            statement_timeout=limits.statement_timeout,
-            window_days=limits.window_days,
-            read_attempts=limits.attempts,
+        "source": SourceDatabase.bounded(
+            source_url, settings.source_reader(), settings.read_limits()
         ),
         "io_manager": DailyParquetIOManager(base_url=settings.storage_url()),
         "training": TrainingStorage(
