@@ -297,3 +297,29 @@ def test_the_run_machine_the_code_location_checks_is_the_spot_pools():
     [deployment] = VALUES["dagster-user-deployments"]["deployments"]
     env = {item["name"]: item["value"] for item in deployment["env"]}
     assert env["FEATURE_ASSETS_RUN_MACHINE"] == defaults["SPOT_MACHINE"]
+
+
+def test_the_cloud_sql_connection_budget_adds_up():
+    """The worst case of every client of the Cloud SQL instance at once, against the
+    max_connections the script sets, with a fifth kept free. NullPool clients (the daemon,
+    runs, the code server: dagster_postgres without optimize_for_webserver) hold one
+    connection per operation in flight."""
+    common = COMMON_SH.read_text()
+    max_connections = int(re.search(r"SQL_MAX_CONNECTIONS:-(\d+)", common).group(1))
+    assert '--database-flags "max_connections=${SQL_MAX_CONNECTIONS}"' in (
+        (REPO / "deploy" / "gke" / "create-cluster.sh").read_text()
+    )
+    overflow = VALUES["dagsterWebserver"]["dbPoolMaxOverflow"]
+    runs = VALUES["concurrency"]["runs"]["maxConcurrentRuns"]
+    optuna_pool = 1 + 1  # training.search.open_storage: pool_size 1, max_overflow 1
+    budget = {
+        "webserver: 3 storages x (1 + dbPoolMaxOverflow)": 3 * (1 + overflow),
+        "daemon: 8 daemon threads + 4 backfill workers": 12,
+        "code server: sensor and schedule evaluations": 4,
+        "runs at once x (event log + run storage)": runs * 2,
+        "tuning workers among those runs x their Optuna engine": runs * optuna_pool,
+        "tuning_workers sensor's Optuna engine, during a tick": optuna_pool,
+        "feature-assets commands in the code-location pod": 2,
+        "Cloud SQL's reserved superuser connections": 3,
+    }
+    assert sum(budget.values()) <= 0.8 * max_connections, budget

@@ -10,6 +10,7 @@ NAMESPACE="${NAMESPACE:-dagster}"
 BUCKET="${BUCKET:-${PROJECT_ID}-feature-assets}"
 REPOSITORY="${REPOSITORY:-feature-assets}"
 SQL_INSTANCE="${SQL_INSTANCE:-dagster-instance}"
+SQL_MAX_CONNECTIONS="${SQL_MAX_CONNECTIONS:-200}"  # docs/gke.md: the connection budget
 SYSTEM_MACHINE="${SYSTEM_MACHINE:-e2-standard-2}"
 SPOT_MACHINE="${SPOT_MACHINE:-e2-standard-4}"
 SPOT_MAX_NODES="${SPOT_MAX_NODES:-5}"  # `feature-assets plan` says how many a backfill uses

@@ -100,7 +100,8 @@ peered ||
     --ranges google-managed-services-default --network default --project "$PROJECT_ID"
 exists gcloud sql instances describe "$SQL_INSTANCE" --project "$PROJECT_ID" || {
   run gcloud sql instances create "$SQL_INSTANCE" --database-version POSTGRES_15 \
-    --tier db-custom-1-3840 --region "$REGION" --network default --no-assign-ip --project "$PROJECT_ID"
+    --tier db-custom-1-3840 --region "$REGION" --network default --no-assign-ip --project "$PROJECT_ID" \
+    --database-flags "max_connections=${SQL_MAX_CONNECTIONS}"
   run gcloud sql databases create dagster --instance "$SQL_INSTANCE" --project "$PROJECT_ID"
   run gcloud sql users create dagster --instance "$SQL_INSTANCE" --project "$PROJECT_ID" \
     --password "$(secret DAGSTER_PG_PASSWORD)"
