@@ -234,10 +234,13 @@ def materialize_training_data(storage: str, instance):
     """The training_data asset over `storage`, on `instance`."""
     from dagster import materialize
 
-    from feature_assets.defs.resources import TrainingStorage
+    from feature_assets.defs.resources import TrainingStorage, training_window_fields
     from feature_assets.defs.training import training_data
 
-    training = TrainingStorage(storage_url=storage, optuna_url="sqlite://")
+    # the window from this environment, as the code location's resources take it at load
+    training = TrainingStorage(
+        storage_url=storage, optuna_url="sqlite://", **training_window_fields()
+    )
     return materialize(
         [training_data], instance=instance, resources={"training": training}, raise_on_error=False
     )

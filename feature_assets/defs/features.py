@@ -95,7 +95,11 @@ def check_spec(feature_set: FeatureSet) -> AssetCheckSpec:
     )
 
 
-def feature_set_asset(feature_set: FeatureSet) -> AssetsDefinition:
+def feature_set_asset(feature_set: FeatureSet, workers: int | None = None) -> AssetsDefinition:
+    """The set's daily asset. Its runs compute on `workers` processes (default: the
+    settings' FEATURE_ASSETS_WORKERS, else the CPUs the loading process may use: in a run
+    pod, the pod's), fixed when the code location loads."""
+    workers = workers or settings.workers()
     history = TimeWindowPartitionMapping(start_offset=-feature_set.history_days)
     spec = check_spec(feature_set)
 
@@ -123,10 +127,10 @@ def feature_set_asset(feature_set: FeatureSet) -> AssetsDefinition:
     def compute(context: AssetExecutionContext, raw_races: pd.DataFrame, raw_race_entries):
         days = require_days(context)
         writer = _DayWriter(context, feature_set, raw_race_entries)
-        workers = min(settings.workers(), len(days))
-        context.log.info(f"{feature_set.name}: {len(days)} day(s) on {workers} worker(s)")
+        processes = min(workers, len(days))
+        context.log.info(f"{feature_set.name}: {len(days)} day(s) on {processes} worker(s)")
         outcomes = run_days(
-            feature_set, raw_races, raw_race_entries, days, workers, writer.on_result, False
+            feature_set, raw_races, raw_race_entries, days, processes, writer.on_result, False
         )
         release_unused_memory()  # the run's history, freed, back to the system
         writer.flush()

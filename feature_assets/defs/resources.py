@@ -141,6 +141,10 @@ class TrainingStorage(ConfigurableResource):
     optuna_url: str
     heartbeat_seconds: int = 30
     in_kubernetes: bool = False  # a pod: its SQLite file would be a study of its own
+    validation_days: int = 365  # held out at the end of the window, before the test days
+    test_days: int = 365  # held out last
+    train_start: str = ""  # YYYY-MM-DD; empty: the first day any feature set stored
+    train_end: str = ""  # YYYY-MM-DD; empty: the last day any feature set stored
 
     @property
     def lake(self) -> DailyParquetStorage:
@@ -163,6 +167,18 @@ class TrainingStorage(ConfigurableResource):
         if not self.optuna_url.startswith("sqlite:///"):
             return True
         return Path(self.optuna_url.removeprefix("sqlite:///")).exists()
+
+
+def training_window_fields() -> dict:
+    """TrainingStorage's window fields, from the settings."""
+    validation_days, test_days = settings.held_out_days()
+    first, last = settings.training_window()
+    return {
+        "validation_days": validation_days,
+        "test_days": test_days,
+        "train_start": str(first or ""),
+        "train_end": str(last or ""),
+    }
 
 
 class SlackAlerts(ConfigurableResource):
@@ -197,6 +213,7 @@ def build_resources() -> dict[str, object]:
             else settings.default_optuna_url(),
             heartbeat_seconds=settings.trial_heartbeat_seconds(),
             in_kubernetes=settings.in_kubernetes(),
+            **training_window_fields(),
         ),
         "alerts": SlackAlerts(
             token=EnvVar("SLACK_BOT_TOKEN") if slack.token_is_set else "",

@@ -40,7 +40,6 @@ from dagster import (
     sensor,
 )
 
-from feature_assets import settings
 from feature_assets.core.dates import compact_days
 from feature_assets.core.engine import available_cpus
 from feature_assets.defs.resources import TrainingStorage
@@ -81,7 +80,9 @@ def _code_version(module: str) -> str:
 def training_data(context: AssetExecutionContext, training: TrainingStorage) -> MaterializeResult:
     lake, sets = training.lake, registered_sets()
     try:
-        window = data.window(*_window_bounds(lake, sets), *settings.held_out_days())
+        window = data.window(
+            *_window_bounds(training, sets), training.validation_days, training.test_days
+        )
         _refuse_stale_days(context, sets, window.days)
         read = data.days_to_read(lake, sets, window.days)
         table = data.assemble(lake, sets, read.days, window.split_of)
@@ -113,10 +114,12 @@ def training_data(context: AssetExecutionContext, training: TrainingStorage) -> 
     )
 
 
-def _window_bounds(lake, sets):
-    first, last = settings.training_window()
+def _window_bounds(training: TrainingStorage, sets):
+    first = dt.date.fromisoformat(training.train_start) if training.train_start else None
+    last = dt.date.fromisoformat(training.train_end) if training.train_end else None
     if first and last:
         return first, last
+    lake = training.lake
     stored = sorted({day for s in sets for day in lake.stored_days(s.name)})
     if not stored:
         raise data.TrainingDataError(
