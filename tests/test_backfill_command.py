@@ -126,3 +126,31 @@ def test_wait_without_a_daemon_runs_the_backfill_here(tmp_path, monkeypatch):
         raw, form = days_by_state(instance, ["raw_race_entries", "racer_form"])
     assert form.materialized == ["2024-01-08", "2024-01-09", "2024-01-10"]
     assert raw.materialized[:1] == ["2024-01-01"] and "2024-01-10" in raw.materialized
+
+
+@pytest.mark.unit
+def test_raw_runs_go_apart_only_beside_a_set_with_a_bigger_pod(monkeypatch):
+    from feature_assets.feature_sets import registered_sets
+    from feature_assets.ops.backfills import raw_runs_apart
+
+    monkeypatch.setenv("FEATURE_ASSETS_FEATURE_SETS", "tests.feature_sets.heavy")
+    registered_sets.cache_clear()
+    try:
+        raw = {"raw_races": ["2024-01-01"], "raw_race_entries": ["2024-01-01"]}
+        assert raw_runs_apart({**raw, "heavy": ["2024-01-01"]})  # 4 CPU, 6Gi
+        assert not raw_runs_apart({**raw, "racer_form": ["2024-01-01"]})  # the default pod
+        assert not raw_runs_apart({"heavy": ["2024-01-01"]})  # no raw day to keep small
+    finally:
+        monkeypatch.undo()
+        registered_sets.cache_clear()
+
+
+@pytest.mark.e2e
+def test_a_set_with_a_bigger_pod_waits_for_a_daemon_instead_of_hanging(tmp_path):
+    env = command_env(
+        tmp_path, FEATURE_ASSETS_FEATURE_SETS="tests.feature_sets.heavy", PYTHONPATH=str(REPO)
+    )
+    run = backfill_command(env, "--range", "2024-03-01...2024-03-02", "--assets", "heavy")
+    assert run.returncode == 1
+    assert "the raw days are stored first, by a daemon" in run.stderr
+    assert backfill_targets(tmp_path / "dagster_home") == []  # nothing half-launched

@@ -46,7 +46,12 @@ def backfill(
 ) -> None:
     """Launch a Dagster asset backfill of exactly the chosen days (runs on the daemon;
     with --wait and no daemon, runs here)."""
-    from feature_assets.ops.backfills import chunks, days_to_backfill, launch_backfill
+    from feature_assets.ops.backfills import (
+        chunks,
+        days_to_backfill,
+        launch_backfill,
+        raw_runs_apart,
+    )
     from feature_assets.ops.status import RAW_ASSETS
 
     if sum([missing, failed, stale, day_range is not None, days is not None]) != 1:
@@ -72,13 +77,22 @@ def backfill(
             sys.exit(_backfill_here(instance, days_by_asset, title, days_per_run))
         warn_without_daemon(instance)
 
-        if days_per_run is None:
+        if days_per_run is None and not raw_runs_apart(days_by_asset):
             backfill_ids = [launch_backfill(instance, days_by_asset, title)]
         else:
+            # raw days in backfills of their own: their runs keep the default pod, and only
+            # runs of a set that declares a bigger one carry its size
             raw_days = sorted({d for a in RAW_ASSETS for d in days_by_asset.get(a, [])})
+            if raw_days and set(days_by_asset) - set(RAW_ASSETS) and not daemon_runs(instance):
+                raise click.ClickException(
+                    "the raw days are stored first, by a daemon, before the sets' runs"
+                    " start; start `dagster dev` (or `dagster-daemon run`), or add --wait"
+                    " to run the backfill here"
+                )
+            per_run = days_per_run or max(map(len, days_by_asset.values()))
             backfill_ids = [
                 launch_backfill(instance, {a: chunk for a in RAW_ASSETS}, title)
-                for chunk in chunks(raw_days, days_per_run)
+                for chunk in chunks(raw_days, per_run)
             ]
             feature_days = {n: d for n, d in days_by_asset.items() if n not in RAW_ASSETS}
             if feature_days:
@@ -88,7 +102,7 @@ def backfill(
                 backfill_ids += [
                     launch_backfill(instance, {name: chunk}, title)
                     for name, of_set in sorted(feature_days.items())
-                    for chunk in chunks(of_set, days_per_run)
+                    for chunk in chunks(of_set, per_run)
                 ]
         for asset, asset_days in sorted(days_by_asset.items()):
             click.echo(f"  {asset}: {len(asset_days)} day(s)")

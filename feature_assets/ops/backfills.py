@@ -24,6 +24,7 @@ from dagster._core.utils import make_new_backfill_id
 
 from feature_assets import settings
 from feature_assets.core.dates import day_ranges
+from feature_assets.core.feature_set import FeatureSet
 from feature_assets.defs.features import k8s_run_tags
 from feature_assets.defs.partitions import daily_partitions
 from feature_assets.feature_sets import registered_sets
@@ -276,3 +277,17 @@ def run_here(
         report(f"  {', '.join(run.assets)} {run.first}...{run.last}: {state} (run {result.run_id})")
         failed += not result.success
     return failed
+
+
+def raw_runs_apart(days_by_asset: Mapping[str, Sequence[str]]) -> bool:
+    """True when raw days and a set that declares a pod other than the default are stored
+    together: their runs go in separate backfills, the raw ones first, so that snapshot
+    runs keep the default pod and only the set's runs ask for its size."""
+    default = FeatureSet.__dataclass_fields__
+    sized = [
+        s
+        for s in registered_sets()
+        if days_by_asset.get(s.name)
+        and (s.cpus, s.memory) != (default["cpus"].default, default["memory"].default)
+    ]
+    return bool(sized) and any(days_by_asset.get(asset) for asset in RAW_ASSETS)
