@@ -15,9 +15,10 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import kubernetes_validate
+import pandas as pd
 import pytest
 import yaml
-from dagster import instance_for_test
+from dagster import AssetKey, AssetMaterialization, instance_for_test
 from dagster._core.code_pointer import ModuleCodePointer
 from dagster._core.launcher import LaunchRunContext
 from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
@@ -194,6 +195,12 @@ def test_a_feature_sets_runs_ask_their_pod_for_its_cpus_and_memory(kube_api, tmp
     env = command_env(
         tmp_path, FEATURE_ASSETS_FEATURE_SETS="tests.feature_sets.heavy", PYTHONPATH=str(REPO)
     )
+    with instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+        for day in pd.date_range("2024-01-31", "2024-03-03").strftime("%Y-%m-%d"):
+            for raw in ("raw_races", "raw_race_entries"):  # the set's history is stored
+                instance.report_runless_asset_event(
+                    AssetMaterialization(asset_key=AssetKey(raw), partition=day)
+                )
     stored = subprocess.run(
         ["feature-assets", "backfill", "--range", "2024-03-01...2024-03-03", "--assets", "heavy"],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
@@ -323,3 +330,30 @@ def test_the_cloud_sql_connection_budget_adds_up():
         "Cloud SQL's reserved superuser connections": 3,
     }
     assert sum(budget.values()) <= 0.8 * max_connections, budget
+
+
+def test_runs_at_once_of_each_pod_size_are_what_the_spot_pool_holds(monkeypatch):
+    """A set's runs are tagged with how many of its pods a node holds; the values limit each
+    tag value to nodes x that, up to maxConcurrentRuns."""
+    from feature_assets.core.feature_set import per_race
+    from feature_assets.defs.features import PODS_PER_NODE_TAG, k8s_run_tags
+
+    defaults = dict(re.findall(r'^(\w+)="\$\{\1:-([^}]*)\}"', COMMON_SH.read_text(), re.M))
+    nodes = int(defaults["SPOT_MAX_NODES"])
+    runs = VALUES["concurrency"]["runs"]
+    limits = {item["value"]: item["limit"] for item in runs["tagConcurrencyLimits"]}
+    assert {item["key"] for item in runs["tagConcurrencyLimits"]} == {PODS_PER_NODE_TAG}
+    per_node_default = runs["maxConcurrentRuns"] // nodes
+    assert limits == {str(n): nodes * n for n in range(1, per_node_default)}
+
+    monkeypatch.setenv("FEATURE_ASSETS_RUN_MACHINE", defaults["SPOT_MACHINE"])
+
+    def sized(cpus, memory):
+        def sized_set(race, history):
+            return []
+
+        return per_race(history_days=1, columns={"x": "int"}, cpus=cpus, memory=memory)(sized_set)
+
+    assert k8s_run_tags([sized(3, "6Gi")])[PODS_PER_NODE_TAG] == "1"
+    assert k8s_run_tags([sized(1.5, "4Gi")])[PODS_PER_NODE_TAG] == "2"
+    assert k8s_run_tags([sized(1, "2Gi")])[PODS_PER_NODE_TAG] == str(per_node_default)

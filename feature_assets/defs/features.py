@@ -50,6 +50,7 @@ INVALID_RACES_BY_DAY = "invalid_races_by_day"
 ERRORS_BY_DAY = "errors_by_day"
 K8S_CONFIG_TAG = "dagster-k8s/config"
 CODE_VERSION_TAG = "dagster/code_version"
+PODS_PER_NODE_TAG = "feature_assets/pods_per_node"  # how many of the run's pods a node holds
 DAYS_DESCRIBED = 50  # failed days a failure's description tells one by one
 SUPERSEDED = "raw history replaced meanwhile"  # a failure kind beside the engine's
 # failures that may not happen again (a preempted node, memory, a concurrent correction);
@@ -80,10 +81,23 @@ def k8s_run_config(feature_sets: Sequence[FeatureSet]) -> dict:
 
 
 def k8s_run_tags(feature_sets: Sequence[FeatureSet]) -> dict[str, str]:
-    """The run tag that gives a run's pod the sets' resources; none for no set."""
+    """The run tags that give a run's pod the sets' resources; none for no set. With a run
+    machine (FEATURE_ASSETS_RUN_MACHINE), also how many such pods one node holds: the run
+    queue limits runs of each pod size by that tag (`tagConcurrencyLimits` in the Helm
+    values: nodes x pods per node)."""
     if not feature_sets:
         return {}
-    return {K8S_CONFIG_TAG: json.dumps(k8s_run_config(feature_sets))}
+    config = k8s_run_config(feature_sets)
+    tags = {K8S_CONFIG_TAG: json.dumps(config)}
+    machine = settings.run_machine()
+    if machine:
+        from feature_assets.ops.planning import MACHINES, pods_per_node
+
+        requests = config["container_config"]["resources"]["requests"]
+        gibibytes = _mebibytes(requests["memory"]) / 1024
+        per_node = pods_per_node(MACHINES[machine], float(requests["cpu"]), gibibytes)
+        tags[PODS_PER_NODE_TAG] = str(per_node)
+    return tags
 
 
 def check_spec(feature_set: FeatureSet) -> AssetCheckSpec:
