@@ -108,6 +108,9 @@ def code_location_origin() -> RepositoryPythonOrigin:
             "env_vars": [f"{var['name']}={var['value']}" for var in deployment["env"]],
             "volumes": deployment["volumes"],
             "volume_mounts": deployment["volumeMounts"],
+            # the chart's template passes the deployment's resources on: they would override
+            # the run pod's (test_backfill_run_becomes_a_valid_spot_job checks the pod's)
+            **({"resources": deployment["resources"]} if "resources" in deployment else {}),
             "namespace": "dagster",
             "service_account_name": VALUES["serviceAccount"]["name"],
         }
