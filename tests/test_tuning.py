@@ -172,7 +172,9 @@ def test_tune_then_model_as_a_new_user_would(feature_lake, optuna_url, tmp_path)
 
     with dagster_dev(env, tmp_path / "dagster-dev.log") as instance:
         tune = subprocess.run(
-            ["feature-assets", "tune", "--trials", "6", "--parallel", "2", "--study", "first"]
+            # 30 trials: the small table's trials take ~0.5 s, and a second worker starting
+            # 2 s after the first must still find trials left to share
+            ["feature-assets", "tune", "--trials", "30", "--parallel", "2", "--study", "first"]
             + ["--wait"],
             env=env,
             cwd=REPO,
@@ -194,7 +196,7 @@ def test_tune_then_model_as_a_new_user_would(feature_lake, optuna_url, tmp_path)
         assert len(runs) == 2 and {r.status for r in runs} == {DagsterRunStatus.SUCCESS}
 
     trials = _trials(optuna_url, "first")
-    assert len(trials) == 6 and all(t.state in search.FINISHED for t in trials)
+    assert len(trials) == 30 and all(t.state in search.FINISHED for t in trials)
     assert {t.user_attrs["worker"] for t in trials} <= {r.run_id for r in runs}
     assert len({t.user_attrs["worker"] for t in trials}) >= 2  # the runs shared the study
 
@@ -226,7 +228,7 @@ def test_tune_then_model_as_a_new_user_would(feature_lake, optuna_url, tmp_path)
     train_end = lineage["splits"]["train"].split("...")[1]
     test_start = lineage["splits"]["test"].split("...")[0]
     assert train_end < lineage["splits"]["validation"].split("...")[0] <= test_start
-    assert latest["study"].value == "first" and latest["trials_finished"].value == 6
+    assert latest["study"].value == "first" and latest["trials_finished"].value == 30
 
 
 def test_the_sensor_starts_the_workers_asked_for_and_revives_a_search_whose_workers_died(
