@@ -184,8 +184,10 @@ def runs_in_order(
     groups.update({tuple(assets): list(days) for days, assets in by_days.items()})
     runs = []
     for assets, days in groups.items():
-        for first, last in day_ranges(days):
-            span = [day for day in sorted(days) if first <= day <= last]
+        ordered, start = sorted(days), 0
+        for _, last in day_ranges(ordered):  # consecutive stretches, in order
+            end = ordered.index(last, start) + 1
+            span, start = ordered[start:end], end
             for chunk in chunks(span, days_per_run or len(span)):
                 runs.append(PlannedRun(assets, chunk[0], chunk[-1]))
     return runs
@@ -210,10 +212,6 @@ def run_in_process(instance: DagsterInstance, run: PlannedRun, title: str):
     )
 
 
-class BackfillRequestError(ValueError):
-    """The assets asked for are not known; names them."""
-
-
 def days_to_backfill(
     instance: DagsterInstance,
     assets: Sequence[str],
@@ -227,16 +225,12 @@ def days_to_backfill(
     """The days of each asset a backfill stores, and its title: each asset's missing, failed
     or stale days, or `days`; feature days bring the raw history they read that is not
     stored (a failed day its own snapshot again, since the source may have been fixed);
-    both raw assets get the same days. `assets`: names, or ["all"]."""
+    both raw assets get the same days. `assets`: known asset names (the command line's
+    `asset_names` checks them)."""
     from feature_assets.feature_sets import feature_set
-    from feature_assets.ops.status import all_assets, days_by_state, feature_set_names, stale_days
+    from feature_assets.ops.status import days_by_state, feature_set_names, stale_days
 
-    selected = list(all_assets()) if list(assets) in ([], ["all"]) else list(assets)
-    unknown = sorted(set(selected) - set(all_assets()))
-    if unknown:
-        raise BackfillRequestError(
-            f"unknown asset(s): {', '.join(unknown)} (known: {', '.join(all_assets())})"
-        )
+    selected = list(assets)
     sets = [name for name in selected if name in feature_set_names()]
     if stale:
         days_by_asset = {name: stale_days(instance, feature_set(name)) for name in sets}
