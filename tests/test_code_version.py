@@ -89,6 +89,14 @@ def test_a_version_declared_by_hand_is_the_version(tmp_path):
     assert declared.current_versions == {"3"}
 
 
+def test_declaring_the_close_stage_keeps_the_version(tmp_path):
+    """Before stages, every set saw what `close` shows: declaring it changes no value."""
+    undeclared = _load(tmp_path, SET)
+    close = _load(tmp_path, SET, ', stage="close"')
+    assert (undeclared.stage, close.stage) == ("card", "close")
+    assert close.code_version == undeclared.code_version
+
+
 def test_days_tagged_by_the_text_hash_stay_current_while_the_text_is_unchanged(tmp_path):
     from feature_assets.core.code_version import text_version
 

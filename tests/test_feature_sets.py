@@ -264,7 +264,7 @@ USER_SET = '''
 from feature_assets.core.feature_set import per_day
 
 
-@per_day(history_days=7, columns={"{column}": "float"})
+@per_day(history_days=7, columns={"{column}": "float"}, stage="close")
 def my_set(day, history):
     """My first feature set."""
     import pandas as pd

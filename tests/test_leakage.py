@@ -3,6 +3,7 @@ holds, the SQLite source opened by its path, the stored Parquet read at the stor
 
 import datetime as dt
 import importlib
+import os
 import re
 import subprocess
 import sys
@@ -23,6 +24,7 @@ CHECKED = [(FIRST_DAY + dt.timedelta(days=o)).isoformat() for o in (DAYS - 3, DA
 
 # Written as a user would: each one copies day D's results into its features.
 LEAKY_SETS = """
+import os
 import sqlite3
 
 import pandas as pd
@@ -61,6 +63,24 @@ def reads_stored_parquet(day, history):
     label = pq.read_table(path).to_pandas()[["race_id", "lane", "finish_position"]]
     merged = day.entries.merge(label, on=["race_id", "lane"], how="left")
     return pd.DataFrame({{"finish": merged["finish_position"]}})
+
+
+def _odds_of_the_day(day):
+    path = os.environ["FEATURE_ASSETS_SOURCE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(path) as connection:
+        odds = pd.read_sql("SELECT race_id, lane, win_odds FROM race_entries", connection)
+    merged = day.entries[["race_id", "lane"]].merge(odds, on=["race_id", "lane"], how="left")
+    return pd.DataFrame({{"odds": merged["win_odds"]}})
+
+
+@per_day(history_days=3, columns={{"odds": "float"}})
+def card_reads_the_odds(day, history):
+    return _odds_of_the_day(day)
+
+
+@per_day(history_days=3, columns={{"odds": "float"}}, stage="close")
+def close_reads_the_odds(day, history):
+    return _odds_of_the_day(day)
 """
 
 
@@ -91,21 +111,32 @@ def lake(mysql_server, tmp_path_factory):
         try:
             leaky = importlib.import_module("users_sets.leaky")
             sets = [leaky.holds_a_url, leaky.opens_the_sqlite_source, leaky.reads_stored_parquet]
+            odds_readers = [leaky.card_reads_the_odds, leaky.close_reads_the_odds]
             examples = [racer_form, race_context, race_features]
             home = folder / "dagster_home"
             home.mkdir()
             with instance_for_test(temp_dir=str(home)) as instance:
                 last = (FIRST_DAY + dt.timedelta(days=DAYS - 1)).isoformat()
                 source, first = f"sqlite:///{sqlite_path}", FIRST_DAY.isoformat()
-                sets_and_examples = [*sets, *examples]
+                sets_and_examples = [*sets, *odds_readers, *examples]
+                # the odds readers read the source the run is given, as the cut gives theirs
+                os.environ["FEATURE_ASSETS_SOURCE_URL"] = source
                 # the raw days first: the Parquet one set reads must be there before it runs
                 assert materialize_days(source, storage, instance, [], first, last).success
                 run = materialize_days(
                     source, storage, instance, sets_and_examples, first, last, raw=False
                 )
                 assert run.success
-            yield {s.name: s for s in sets}, examples, storage, sqlite_path, folder, home
+            yield (
+                {s.name: s for s in [*sets, *odds_readers]},
+                examples,
+                storage,
+                sqlite_path,
+                folder,
+                home,
+            )
         finally:
+            os.environ.pop("FEATURE_ASSETS_SOURCE_URL", None)
             sys.path.remove(str(folder))
             sys.modules.pop("users_sets.leaky", None)
             sys.modules.pop("users_sets", None)
@@ -134,6 +165,18 @@ def test_a_set_reaching_around_history_is_caught_naming_what_and_where(lake, nam
         assert reach.access.where.startswith(f"{folder}/users_sets/leaky.py:"), reach.access
         assert f"({name})" in reach.access.where
         assert name in reach.describe() and reach.day in reach.describe()
+
+
+def test_a_card_set_that_reads_the_odds_of_its_day_is_flagged_and_a_close_one_is_not(lake):
+    """Both read D's odds through the source URL they are given (the cut copy while
+    checked): at `card` the cut holds no odds of D, so every value differs."""
+    sets, _, storage, sqlite_path, _, _ = lake
+    source = f"sqlite:///{sqlite_path}"
+    found = check_stored_days(sets["card_reads_the_odds"], CHECKED, storage, source)
+    assert found and not _reaches(found), found
+    assert {(f.day, f.column) for f in found} == {(day, "odds") for day in CHECKED}
+    assert all(f.stored is not None and f.recomputed is None for f in found), found[:3]
+    assert check_stored_days(sets["close_reads_the_odds"], CHECKED, storage, source) == []
 
 
 def test_the_example_sets_and_a_clean_set_pass(lake):

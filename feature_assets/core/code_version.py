@@ -91,17 +91,27 @@ def _names_used(statement: ast.stmt) -> set[str]:
 
 
 def _digest(statements: list[ast.stmt]) -> str:
-    parts = [ast.dump(_without_docstrings(s), annotate_fields=False) for s in statements]
+    parts = [ast.dump(_normalised(s), annotate_fields=False) for s in statements]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def _without_docstrings(statement: ast.stmt) -> ast.stmt:
-    """A copy of `statement` whose functions and classes have no docstring."""
+def _normalised(statement: ast.stmt) -> ast.stmt:
+    """A copy of `statement` whose functions and classes have no docstring, and whose calls
+    have no `stage="close"` keyword: before sets declared a stage, every set saw what
+    `close` shows, so a set that now declares it computes what it always did, and its
+    stored days stay current."""
     copy = ast.parse(ast.unparse(statement)).body[0]
     for node in ast.walk(copy):
+        if isinstance(node, ast.Call):
+            node.keywords = [k for k in node.keywords if not _is_close_stage(k)]
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             body = node.body
             if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
                 if isinstance(body[0].value.value, str):
                     node.body = body[1:] or [ast.Pass()]
     return copy
+
+
+def _is_close_stage(keyword: ast.keyword) -> bool:
+    value = keyword.value
+    return keyword.arg == "stage" and isinstance(value, ast.Constant) and value.value == "close"

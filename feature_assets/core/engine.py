@@ -31,7 +31,6 @@ import pandas as pd
 
 from feature_assets.core.feature_set import KEY_COLUMNS, FeatureSet, empty_output
 from feature_assets.core.history import (
-    RESULT_COLUMNS,
     BatchHistory,
     Day,
     History,
@@ -39,11 +38,12 @@ from feature_assets.core.history import (
     day_number,
 )
 from feature_assets.core.quality import InvalidRacesError, find_invalid_races
+from feature_assets.core.schema import KNOWN_AT, unknown_at
 
 INVALID_RACES = "invalid races"
 SET_ERROR = "feature set error"
 WORKER_DIED = "worker died"
-_HIDDEN = [*RESULT_COLUMNS, "is_win", "is_top2"]
+_LABELS = ["is_win", "is_top2"]  # derived from finish_position: hidden with it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,21 +83,23 @@ class _Rejected(Exception):
 class _Run:
     feature_set: FeatureSet
     history: RunHistory
-    without_results: pd.DataFrame  # history.frame without D's results, as a set gets D
+    known_entries: pd.DataFrame  # history.frame with only the columns known at the set's stage
+    known_races: pd.DataFrame  # history.races likewise
     spans: dict[str, tuple[int, int, int, int]]  # valid day -> its entry and race positions
     units: list[tuple[str, ...]]  # the days computed by one call: one, or a batch
 
     def inputs(self, unit: tuple[str, ...]) -> tuple[pd.DataFrame, Day]:
         """The unit's valid entries with results (for the checks and keys), and the `Day`
-        the set gets: the same entries without results, and their races."""
+        the set gets: the same entries and their races, with only the columns known at the
+        set's stage."""
         spans = [self.spans[day] for day in unit]
         entries = np.concatenate([np.arange(s[0], s[1]) for s in spans])
         races = np.concatenate([np.arange(s[2], s[3]) for s in spans])
         label = unit[0] if len(unit) == 1 else f"{unit[0]}...{unit[-1]}"
         day = Day(
             day=label,
-            races=self.history.races.iloc[races].reset_index(drop=True),
-            entries=self.without_results.iloc[entries].reset_index(drop=True),
+            races=self.known_races.iloc[races].reset_index(drop=True),
+            entries=self.known_entries.iloc[entries].reset_index(drop=True),
         )
         return self.history.frame.iloc[entries], day
 
@@ -146,12 +148,16 @@ def prepare(
     spans = dict(zip(valid, positions, strict=True))
     size = BATCH_DAYS if feature_set.batch_days else 1
     units = [tuple(valid[i : i + size]) for i in range(0, len(valid), size)]
-    # a view of the frame's columns, not a copy (`drop` would copy ~130 MB for ten years)
-    frame = history.frame
-    without_results = pd.DataFrame(
-        {column: frame[column] for column in frame.columns if column not in _HIDDEN}, copy=False
-    )
-    return _Run(feature_set, history, without_results, spans, units), list(invalid.values())
+    hidden = {*unknown_at(feature_set.stage), *_LABELS}
+    known_entries, known_races = (_view(f, hidden) for f in (history.frame, history.races))
+    run = _Run(feature_set, history, known_entries, known_races, spans, units)
+    return run, list(invalid.values())
+
+
+def _view(frame: pd.DataFrame, hidden: set[str]) -> pd.DataFrame:
+    """The frame's columns but `hidden`: a view, not a copy (`drop` would copy ~130 MB for
+    ten years)."""
+    return pd.DataFrame({c: frame[c] for c in frame.columns if c not in hidden}, copy=False)
 
 
 def _compute_unit(run: _Run, unit: tuple[str, ...]) -> list[Outcome]:
@@ -194,11 +200,27 @@ def _compute(run: _Run, day: str) -> Outcome:
         detail = (
             str(err)
             if isinstance(err, _Rejected)
-            else f"{type(err).__name__}: {err}\n{traceback.format_exc()}"
+            else f"{type(err).__name__}: {err}{_stage_hint(feature_set, err)}\n"
+            f"{traceback.format_exc()}"
         )
         return Outcome.failed(day, f"{where}: {detail}", SET_ERROR)
     seconds = time.process_time() - started
     return Outcome((day,), rows=rows, seconds=seconds, races=len(day_input.races))
+
+
+def _stage_hint(feature_set: FeatureSet, err: Exception) -> str:
+    """Why a column of day D is missing, when the set asked for one its stage hides."""
+    if not isinstance(err, KeyError | AttributeError):
+        return ""
+    for column in unknown_at(feature_set.stage):
+        if f"'{column}'" in str(err):
+            known = KNOWN_AT[column]
+            fix = 'declare stage="close"' if known == "close" else "read it from `history`"
+            return (
+                f" ({column} of day D is known only at stage {known}; the set predicts at"
+                f" {feature_set.stage}: {fix})"
+            )
+    return ""
 
 
 def _race_rows(result, entries: int) -> list[dict]:

@@ -48,6 +48,9 @@ PASS_THROUGH_COLUMNS: dict[str, object] = {
     "finish_position": schema.INT,
     "is_win": schema.BOOL,
 }
+# The stages a set may predict at (schema.STAGES): a set that waited for `result` would
+# predict nothing.
+PREDICTION_STAGES = ("card", "close")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _MEMORY = re.compile(r"^[1-9][0-9]*(Mi|Gi)$")
 
@@ -71,6 +74,7 @@ class FeatureSet:
     description: str = ""
     batch_days: bool = False
     version: str | None = None  # declared by hand: the set's days are stale when it changes
+    stage: str = "card"  # when it predicts: it sees day D's columns known by then
 
     def __post_init__(self) -> None:
         problems = []
@@ -94,6 +98,8 @@ class FeatureSet:
                 problems.append(
                     f"pass_through {column!r} is not one of {list(PASS_THROUGH_COLUMNS)}"
                 )
+        if self.stage not in PREDICTION_STAGES:
+            problems.append(f"stage must be one of {list(PREDICTION_STAGES)}")
         if self.batch_days and self.per != "day":
             problems.append("batch_days is for per-day sets only")
         if not 0.25 <= self.cpus <= 64:
@@ -137,7 +143,16 @@ class FeatureSet:
 
 
 def _declare(
-    per, name, history_days, columns, pass_through, cpus, memory, version, batch_days=False
+    per,
+    name,
+    history_days,
+    columns,
+    pass_through,
+    cpus,
+    memory,
+    version,
+    stage,
+    batch_days=False,
 ):
     def decorate(function: Callable) -> FeatureSet:
         return FeatureSet(
@@ -152,6 +167,7 @@ def _declare(
             description=inspect.cleandoc(function.__doc__ or ""),
             batch_days=batch_days,
             version=None if version is None else str(version),
+            stage=stage,
         )
 
     return decorate
@@ -166,18 +182,25 @@ def per_race(
     cpus: float = 1,
     memory: str = "2Gi",
     version: str | None = None,
+    stage: str = "card",
 ) -> Callable[[Callable], FeatureSet]:
     """Declares a set computed one race at a time: `function(race, history)`.
 
-    `race` is a `Race` of day D (its row and its entries, without D's results) and
-    `history` a `History` of the days D-history_days .. D-1 with lookups by racer, motor
-    and venue+lane. It returns one row per entry, in the order of `race.entries`: a list
-    of dicts or a DataFrame with the declared `columns` ("int", "float", "bool", "string").
+    `race` is a `Race` of day D (its row and its entries, with the columns known at the
+    set's `stage`) and `history` a `History` of the days D-history_days .. D-1 with lookups
+    by racer, motor and venue+lane. It returns one row per entry, in the order of
+    `race.entries`: a list of dicts or a DataFrame with the declared `columns` ("int",
+    "float", "bool", "string").
     `cpus` and `memory` are what a run of the set asks of a Kubernetes node. `version`, if
     given, replaces the hash of the code (`FeatureSet.code_version`): the set's stored days
     turn stale when you change it, and only then.
+
+    `stage` is when the set predicts (`schema.KNOWN_AT`): at `card` (the default) day D's
+    rows hold only the race card (no weather, exhibition times, odds or results); at
+    `close` they also hold what is known just before the race (weather, exhibition times,
+    `win_odds`). Results are never there. History holds every column.
     """
-    return _declare("race", name, history_days, columns, pass_through, cpus, memory, version)
+    return _declare("race", name, history_days, columns, pass_through, cpus, memory, version, stage)
 
 
 def per_day(
@@ -190,10 +213,11 @@ def per_day(
     memory: str = "2Gi",
     batch_days: bool = False,
     version: str | None = None,
+    stage: str = "card",
 ) -> Callable[[Callable], FeatureSet]:
     """Declares a vectorised set computed one day at a time: `function(day, history)`.
 
-    `day` is a `Day` (D's valid races and their entries, without results) and `history` a
+    `day` is a `Day` (D's valid races and their entries, at the set's `stage`) and `history` a
     `History` of D-history_days .. D-1 (frames, lookups, `window_sums`). It returns a
     DataFrame with one row per row of `day.entries`, in the same order.
 
@@ -203,9 +227,10 @@ def per_day(
     row or per race: `day.entries` then holds the entries of several days, each row's
     window ends the day before its own `race_date`, and the history's frames and lookups
     raise (they have no single day D). The values are the same as one day at a time.
+    `stage` as for `per_race`.
     """
     return _declare(
-        "day", name, history_days, columns, pass_through, cpus, memory, version, batch_days
+        "day", name, history_days, columns, pass_through, cpus, memory, version, stage, batch_days
     )
 
 

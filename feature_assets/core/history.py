@@ -17,8 +17,6 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-# Results of day D that a set must not see while computing D.
-RESULT_COLUMNS = ("finish_position", "start_timing")
 # the keys of the history's lookups
 RACER, MOTOR, VENUE_LANE = ("racer_id",), ("venue_code", "motor_no"), ("venue_code", "lane")
 LOOKUP_KEYS = (RACER, MOTOR, VENUE_LANE)
@@ -67,7 +65,7 @@ class Rows:
 
 class Race:
     """One race of day D: its `row` (the races columns) and its `entries` (one row per lane,
-    sorted by lane, with the race's columns and without D's results).
+    sorted by lane, with the race's columns known at the set's stage).
 
     `each_entry()` gives the entries as named tuples (`entry.racer_id`, None for NULL), like
     `entries.itertuples()` but prepared once per day: pandas' itertuples, and even the
@@ -96,7 +94,7 @@ class Race:
 @dataclasses.dataclass(frozen=True)
 class Day:
     """Day D: its valid `races` and their `entries` (sorted by race_id, lane; with the
-    race's columns and without D's results)."""
+    race's columns, each with only the columns known at the set's stage)."""
 
     day: str
     races: pd.DataFrame

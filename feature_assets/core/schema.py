@@ -69,6 +69,34 @@ RACE_FEATURES_COLUMNS: dict[str, object] = {
     "racer_class_ordinal": INT,
 }
 
+# When each source column is known on its own race day (the spec's table): `card` when the
+# race card is published, `close` just before the race (exhibition, weather, the odds of the
+# moment), `result` after it. The source keeps only the final odds in `win_odds`; a set that
+# uses D's `win_odds` predicts at `close` and is optimistic about them (final odds are later
+# than any bet). History (days before D) holds every column.
+STAGES = ("card", "close", "result")
+KNOWN_AT: dict[str, str] = {
+    **dict.fromkeys(
+        ["race_id", "race_date", "venue_code", "race_no", "grade", "distance_m"], "card"
+    ),
+    **dict.fromkeys(
+        ["lane", "racer_id", "racer_class", "racer_age", "racer_weight_kg", "motor_no"], "card"
+    ),
+    "boat_no": "card",
+    **dict.fromkeys(
+        ["weather", "wind_speed_mps", "wave_height_cm", "exhibition_time", "win_odds"], "close"
+    ),
+    **dict.fromkeys(["finish_position", "start_timing"], "result"),
+}
+
+
+def unknown_at(stage: str) -> list[str]:
+    """The source columns not yet known at `stage` on their race day."""
+    if stage not in STAGES:
+        raise ValueError(f"stage {stage!r} is not one of {list(STAGES)}")
+    return [c for c, known in KNOWN_AT.items() if STAGES.index(known) > STAGES.index(stage)]
+
+
 # The source tables' columns, in the contract's order (race_entries has no race_date).
 SOURCE_RACES_COLUMNS = list(RACES_COLUMNS)
 SOURCE_RACE_ENTRIES_COLUMNS = [c for c in RACE_ENTRIES_COLUMNS if c != "race_date"]

@@ -14,6 +14,7 @@ from feature_assets.core.feature_set import per_day
 @per_day(
     history_days=90,
     batch_days=True,
+    stage="close",  # D's odds and exhibition times
     columns={
         "odds_rank": "int",
         "exhibition_gap": "float",

@@ -21,6 +21,7 @@ _RESULT_VALUES = {"is_win": 1, "is_top2": 1}
 @per_day(
     history_days=365,
     batch_days=True,
+    stage="close",  # D's odds and exhibition times
     pass_through=("venue_code", "race_no", "finish_position", "is_win"),
     columns={
         "racer_starts_90d": "int",

@@ -2,8 +2,9 @@
 and record everything the set's code opens meanwhile.
 
 For each sampled day D the set is computed again with everything it could reach cut at D:
-a temporary SQLite source holding only the rows dated up to D, with D's results
-(`finish_position`, `start_timing`) set to NULL, and an empty storage folder;
+a temporary SQLite source holding only the rows dated up to D, with D's columns not yet
+known at the set's stage set to NULL (a `card` set: D's weather, exhibition times, odds and
+results; a `close` set: D's results), and an empty storage folder;
 FEATURE_ASSETS_SOURCE_URL and FEATURE_ASSETS_STORAGE_URL point at them while it runs. A
 set that only uses the API gets the same values; one that reads the source through those
 variables and looks ahead gets other values, and every such value is reported. The
@@ -31,7 +32,7 @@ import pandas as pd
 
 from feature_assets.core.engine import run_days
 from feature_assets.core.feature_set import FeatureSet
-from feature_assets.core.history import RESULT_COLUMNS
+from feature_assets.core.schema import unknown_at
 from feature_assets.ops.access_recorder import Access, AccessRecorder
 
 TOLERANCE = 1e-9  # the contract's: abs(a - b) <= 1e-9 * max(1, abs(b))
@@ -62,16 +63,16 @@ def sample_days(stored_days: Sequence[str], count: int, seed: int = 0) -> list[s
     return sorted({days[i] for i in picks})
 
 
-def cut_at(races: pd.DataFrame, entries: pd.DataFrame, day: str):
-    """The source as it stood before day D's races were run: rows after D removed, D's
-    results NULL."""
+def cut_at(races: pd.DataFrame, entries: pd.DataFrame, day: str, stage: str = "card"):
+    """The source as it stood at `stage` of day D: rows after D removed, and D's columns
+    not yet known at that stage (`schema.KNOWN_AT`) NULL."""
     when = pd.Timestamp(day)
     races = races[races["race_date"] <= when].copy()
     entries = entries[entries["race_date"] <= when].copy()
-    on_day = entries["race_date"] == when
-    for column in RESULT_COLUMNS:
-        entries[column] = entries[column].astype(entries[column].dtype)
-        entries.loc[on_day, column] = pd.NA if entries[column].dtype == "Int64" else np.nan
+    for frame in (races, entries):
+        on_day = frame["race_date"] == when
+        for column in set(unknown_at(stage)) & set(frame.columns):
+            frame.loc[on_day, column] = pd.NA if frame[column].dtype != "float64" else np.nan
     return races, entries
 
 
@@ -177,7 +178,7 @@ def check_leakage(
         recorded = dataclasses.replace(feature_set, function=_recording(feature_set, recorder))
         try:
             for day in sorted(days):
-                cut_races, cut_entries = cut_at(races, entries, day)
+                cut_races, cut_entries = cut_at(races, entries, day, feature_set.stage)
                 with _cut_environment(Path(folder) / day, cut_races, cut_entries):
                     [result] = run_days(recorded, cut_races, cut_entries, [day], workers=1)
                 found += [Reach(day, feature_set.name, a) for a in recorder.take()]
