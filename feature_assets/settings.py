@@ -119,6 +119,11 @@ def check_configuration() -> None:
             f"FEATURE_ASSETS_DAILY_CRON: invalid cron schedule {daily_cron()!r}"
             " (five fields, e.g. '0 5 * * *')"
         )
+    if predict_cron() and not is_valid_cron_string(predict_cron()):
+        problems.append(
+            f"FEATURE_ASSETS_PREDICT_CRON: invalid cron schedule {predict_cron()!r}"
+            " (five fields, e.g. '30 8 * * *')"
+        )
     if source_url_is_set():
         from feature_assets.io.source import SourceLocation
 
@@ -217,6 +222,11 @@ def read_limits():
 
 def daily_cron() -> str:
     return os.environ.get("FEATURE_ASSETS_DAILY_CRON", "").strip() or "0 5 * * *"
+
+
+def predict_cron() -> str:
+    """When the prediction schedule runs (cron, Asia/Tokyo); empty (the default): it is off."""
+    return os.environ.get("FEATURE_ASSETS_PREDICT_CRON", "").strip()
 
 
 def recheck_days() -> int:

@@ -7,6 +7,7 @@ from feature_assets.cli.backfill import backfill
 from feature_assets.cli.check_leakage import check_leakage_command
 from feature_assets.cli.demo import demo
 from feature_assets.cli.plan import plan
+from feature_assets.cli.predict import predict
 from feature_assets.cli.status import status
 from feature_assets.cli.tune import tune
 from feature_assets.io import memory
@@ -18,5 +19,5 @@ def main() -> None:
     memory.use_the_system_allocator()  # as the code location does, for in-process runs
 
 
-for command in (demo, status, backfill, plan, tune, check_leakage_command):
+for command in (demo, predict, status, backfill, plan, tune, check_leakage_command):
     main.add_command(command)

@@ -14,7 +14,14 @@ from feature_assets import settings
 @click.command()
 @click.option("--races-per-day", default=40, show_default=True)
 @click.option("--seed", default=7, show_default=True, help="Seed of the synthetic data.")
-def demo(races_per_day: int, seed: int) -> None:
+@click.option(
+    "--results",
+    "results_day",
+    default=None,
+    metavar="DAY",
+    help="Only write the results of DAY (today or tomorrow) into the source, as a race day ends.",
+)
+def demo(races_per_day: int, seed: int, results_day: str | None) -> None:
     """Load synthetic results into the embedded SQLite source and materialise every day.
 
     The data covers every partition, from FEATURE_ASSETS_START_DATE to yesterday in Tokyo,
@@ -22,6 +29,10 @@ def demo(races_per_day: int, seed: int) -> None:
     `race_features_job` (raw_races, raw_race_entries, race_features) over all those days as
     one ranged run on the Dagster instance in DAGSTER_HOME (default: the repo's
     dagster_home/), so that `dagster dev` shows the run and the materialised days.
+
+    Today's and tomorrow's races are in the source as race cards: odds and exhibition times,
+    no results, so that `feature-assets predict` has a card to take. `--results DAY` writes
+    that day's results (kept aside by the demo) as they would arrive when its races end.
     """
     if settings.source_url_is_set():
         raise click.UsageError(
@@ -29,6 +40,9 @@ def demo(races_per_day: int, seed: int) -> None:
         )
     dagster_home = os.environ.setdefault("DAGSTER_HOME", str(settings.REPO_ROOT / "dagster_home"))
     os.makedirs(dagster_home, exist_ok=True)
+    if results_day is not None:
+        _write_results(results_day)
+        return
 
     # Imported here: they read the environment set above.
     from dagster import DagsterInstance
@@ -42,11 +56,14 @@ def demo(races_per_day: int, seed: int) -> None:
     first_day = dt.date.fromisoformat(settings.start_date())
     last_day = dt.date.fromisoformat(daily_partitions.get_last_partition_key())
     days = (last_day - first_day).days + 1
-    data = synthetic.generate(first_day, days, races_per_day=races_per_day, seed=seed)
+    cards = [last_day + dt.timedelta(days=n) for n in (1, 2)]  # today and tomorrow
+    data = synthetic.generate(first_day, days + 2, races_per_day=races_per_day, seed=seed)
+    data = _cards_without_results(data, cards)
     synthetic.load(settings.default_source_url(), data)
     click.echo(
         f"Loaded {len(data.races):,} races and {len(data.entries):,} entries"
-        f" ({first_day} to {last_day}) into {settings.demo_sqlite_path()}"
+        f" ({first_day} to {last_day}, and the cards of {cards[0]} and {cards[1]} without"
+        f" results) into {settings.demo_sqlite_path()}"
     )
     from feature_assets.ops.status import all_assets
 
@@ -73,3 +90,63 @@ def demo(races_per_day: int, seed: int) -> None:
     click.echo(f"  {'Parquet files:':<18}{storage.table_path('<asset>')}/race_date=YYYY-MM-DD/")
     click.echo(f"\nOpen the UI:  DAGSTER_HOME={dagster_home} dagster dev")
     click.echo("              then http://127.0.0.1:3000 (Assets, Runs, Backfills)")
+    click.echo(f"Race day:     feature-assets predict   (today's card, {cards[0]}; needs a")
+    click.echo("              win model: docs/training.md), then")
+    click.echo(f"              feature-assets demo --results {cards[0]}")
+
+
+RESULT_COLUMNS = ["race_id", "lane", "finish_position", "start_timing"]
+
+
+def _held_results_path():
+    return settings.local_data_dir() / "demo-held-results.parquet"
+
+
+def _cards_without_results(data, days: list[dt.date]):
+    """`data` with the results of `days` NULL; the results are kept aside for --results."""
+    import dataclasses
+
+    import pandas as pd
+
+    entries = data.entries.copy()
+    on_card = entries["race_date"].isin([pd.Timestamp(d) for d in days])
+    held = entries.loc[on_card, [*RESULT_COLUMNS, "race_date"]]
+    _held_results_path().parent.mkdir(parents=True, exist_ok=True)
+    held.to_parquet(_held_results_path(), index=False)
+    for column in RESULT_COLUMNS[2:]:
+        entries[column] = entries[column].mask(on_card)
+    return dataclasses.replace(data, entries=entries)
+
+
+def _write_results(day: str) -> None:
+    """Writes the held results of `day` into the demo's SQLite source."""
+    import sqlite3
+
+    import pandas as pd
+
+    try:
+        held = pd.read_parquet(_held_results_path())
+    except FileNotFoundError:
+        raise click.ClickException("no results are held; run `feature-assets demo` first") from None
+    of_day = held[held["race_date"] == pd.Timestamp(day)]
+    if of_day.empty:
+        held_days = sorted(held["race_date"].dt.strftime("%Y-%m-%d").unique())
+        raise click.BadParameter(
+            f"the demo holds no results of {day}; it holds {', '.join(held_days)}",
+            param_hint="--results",
+        )
+    rows = [
+        (None if pd.isna(f) else int(f), None if pd.isna(s) else float(s), int(r), int(lane))
+        for r, lane, f, s in of_day[RESULT_COLUMNS].itertuples(index=False)
+    ]
+    with sqlite3.connect(settings.demo_sqlite_path()) as connection:
+        connection.executemany(
+            "UPDATE race_entries SET finish_position = ?, start_timing = ?"
+            " WHERE race_id = ? AND lane = ?",
+            rows,
+        )
+    click.echo(
+        f"Wrote the results of {of_day['race_id'].nunique()} races of {day} into"
+        f" {settings.demo_sqlite_path()}. The daily run stores the day once it has ended in"
+        f" Tokyo: feature-assets backfill --days {day} --wait"
+    )

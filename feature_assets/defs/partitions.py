@@ -18,6 +18,10 @@ warnings.filterwarnings("ignore", category=BetaWarning, message=".*backfill_poli
 daily_partitions = DailyPartitionsDefinition(
     start_date=settings.start_date(), timezone="Asia/Tokyo", fmt="%Y-%m-%d"
 )
+# Predictions: today and tomorrow too, since a race card is published the day before.
+prediction_days = DailyPartitionsDefinition(
+    start_date=settings.start_date(), timezone="Asia/Tokyo", fmt="%Y-%m-%d", end_offset=2
+)
 
 
 def backfill_policy() -> BackfillPolicy:

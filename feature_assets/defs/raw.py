@@ -28,7 +28,12 @@ from feature_assets.core.dates import compact_days, day_labels
 from feature_assets.core.summaries import content_hash_by_day
 from feature_assets.defs.checks import NO_INVALID_RACES, check_result, invalid_races_by_day
 from feature_assets.defs.day_metadata import add_metadata_by_day
-from feature_assets.defs.partitions import backfill_policy, daily_partitions, require_days
+from feature_assets.defs.partitions import (
+    backfill_policy,
+    daily_partitions,
+    prediction_days,
+    require_days,
+)
 from feature_assets.defs.resources import SourceDatabase, stored_schema
 from feature_assets.io.source import Snapshot
 from feature_assets.io.storage import StoredDays
@@ -66,9 +71,10 @@ def raw_snapshot(context: AssetExecutionContext):
     consistent snapshot and one query per table each), and stores both tables together."""
     source: SourceDatabase = context.resources.source
     days = require_days(context)
+    # the cards of today and tomorrow (prediction days) are not strays
     partitions = (
         daily_partitions.get_first_partition_key(),
-        daily_partitions.get_last_partition_key(),
+        prediction_days.get_last_partition_key(),
     )
     snapshot = source.read_snapshot(
         dt.date.fromisoformat(days[0]),

@@ -13,7 +13,6 @@ import base64
 import datetime as dt
 import hashlib
 import importlib.util
-import json
 import uuid
 from typing import TYPE_CHECKING
 
@@ -46,6 +45,7 @@ from feature_assets.defs.resources import TrainingStorage
 from feature_assets.feature_sets import registered_sets
 from feature_assets.ops.status import stale_days
 from feature_assets.training import data
+from feature_assets.training.predict import store_model
 
 if TYPE_CHECKING:
     import optuna
@@ -54,8 +54,6 @@ if TYPE_CHECKING:
 
 TUNE_JOB = "tune_win_model"
 STUDY_TAG = "feature_assets/study"
-MODEL_PATH = "win_model/model.txt"
-MODEL_INFO_PATH = "win_model/model.json"
 IN_FLIGHT = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -290,9 +288,7 @@ def win_model(
         "test": final.test,
         "lineage": lineage,
     }
-    lake = training.lake
-    path = lake.write_file(MODEL_PATH, text.encode())
-    lake.write_file(MODEL_INFO_PATH, json.dumps(info, indent=2).encode())
+    path = store_model(training.lake, text, info)
     return MaterializeResult(metadata=_model_metadata(study, final, info, path, text))
 
 

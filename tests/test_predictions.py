@@ -1,0 +1,241 @@
+"""Race day on a real MariaDB source: a card taken before the results, predictions from the
+same feature-set code and history as training, and the same features once the day is stored."""
+
+import datetime as dt
+import hashlib
+import json
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import instance_for_test, materialize
+
+from feature_assets.defs.predictions import predictions
+from feature_assets.defs.resources import SourceDatabase, TrainingStorage
+from feature_assets.feature_sets import registered_sets
+from feature_assets.io import cards, synthetic
+from feature_assets.io.source import connect
+from feature_assets.io.storage import DailyParquetStorage
+from feature_assets.training import data, model, predict
+from tests.conftest import FIRST_DAY, fresh_mysql_database
+from tests.helpers import command_env, feature_assets_command, materialize_days
+
+DAYS = 40
+RACE_DAY = (FIRST_DAY + dt.timedelta(days=DAYS - 1)).isoformat()
+BEFORE = (FIRST_DAY + dt.timedelta(days=DAYS - 2)).isoformat()
+RESULTS = ["finish_position", "start_timing"]
+
+
+
+def _train(lake: DailyParquetStorage, first: dt.date, last: dt.date) -> None:
+    """A small win model over the stored days, stored as `win_model` stores one."""
+    sets = list(registered_sets())
+    window = data.window(first, last, 6, 6)
+    table = data.assemble(lake, sets, window.days, window.split_of)
+    features = list(data.feature_columns(sets).values())
+    params = {"num_leaves": 7, "learning_rate": 0.1, "min_child_samples": 20}
+    final = model.train_final(table, features, params, threads=1, seed=7)
+    lineage = {"sets": {s.name: s.code_version for s in sets}, "features": features}
+    predict.store_model(lake, final.booster.model_to_string(), {"lineage": lineage})
+
+
+def _predict(instance, source_url: str, storage: str, snapshot: str = ""):
+    training = TrainingStorage(storage_url=storage, optuna_url="sqlite://")
+    return materialize(
+        [predictions],
+        partition_key=RACE_DAY,
+        instance=instance,
+        resources={"source": SourceDatabase(url=source_url), "training": training},
+        run_config={"ops": {"predictions": {"config": {"card_snapshot": snapshot}}}},
+        raise_on_error=False,
+    )
+
+
+def _write_results(url: str, entries: pd.DataFrame) -> None:
+    from feature_assets.io.source import SourceLocation
+
+    rows = [
+        (int(f) if pd.notna(f) else None, float(s) if pd.notna(s) else None, int(r), int(lane))
+        for r, lane, f, s in entries[["race_id", "lane", *RESULTS]].itertuples(index=False)
+    ]
+    connection = connect(SourceLocation.from_url(url))
+    try:
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "UPDATE race_entries SET finish_position = %s, start_timing = %s"
+                " WHERE race_id = %s AND lane = %s",
+                rows,
+            )
+        connection.commit()
+    finally:
+        connection.close()
+
+
+@pytest.fixture(scope="module")
+def race_day(mysql_server, tmp_path_factory):
+    """Days before RACE_DAY stored and a model trained on them; RACE_DAY in MariaDB as its
+    card (odds, exhibition times, no results); a prediction made; then its results written
+    and the day stored by a run, as the daily run does."""
+    folder = tmp_path_factory.mktemp("race_day")
+    storage = str(folder / "parquet")
+    generated = synthetic.generate(FIRST_DAY, days=DAYS, races_per_day=6, seed=21)
+    on_day = generated.entries["race_date"] == pd.Timestamp(RACE_DAY)
+    card_source = generated.entries.copy()
+    card_source.loc[on_day, "finish_position"] = pd.NA
+    card_source.loc[on_day, "start_timing"] = np.nan
+    lake = DailyParquetStorage(storage)
+    with fresh_mysql_database(mysql_server) as url, instance_for_test() as instance:
+        synthetic.load(url, synthetic.SyntheticData(generated.races, card_source, {}))
+        sets = list(registered_sets())
+        first = FIRST_DAY.isoformat()
+        assert materialize_days(url, storage, instance, sets, first, BEFORE).success
+        _train(lake, FIRST_DAY, dt.date.fromisoformat(BEFORE))
+        first_run = _predict(instance, url, storage)
+        assert first_run.success
+        first_card = cards.snapshot_ids(lake, RACE_DAY)
+        first_bytes = lake.read_file(f"{cards.TABLE}/race_date={RACE_DAY}/{first_card[0]}.parquet")
+        predicted = lake.read_days(predict.TABLE, [RACE_DAY])
+        second_run = _predict(instance, url, storage)
+        _write_results(url, generated.entries[on_day])
+        assert materialize_days(url, storage, instance, sets, RACE_DAY, RACE_DAY).success
+        yield {
+            "lake": lake,
+            "url": url,
+            "storage": storage,
+            "instance": instance,
+            "predicted": predicted,
+            "first_card": first_card,
+            "first_bytes": first_bytes,
+            "second_run": second_run,
+            "entries": generated.entries[on_day],
+            "first_run": first_run,
+        }
+
+
+def test_probabilities_sum_to_one_per_race_with_ranks_and_expected_returns(race_day):
+    rows = race_day["predicted"]
+    assert len(rows) == len(race_day["entries"]) and rows["race_id"].nunique() == 6
+    sums = rows.groupby("race_id")["win_probability"].sum()
+    assert np.allclose(sums, 1.0, atol=1e-12)
+    assert (rows["win_probability"] > 0).all()
+    for _, race in rows.groupby("race_id"):
+        best = race.loc[race["win_probability"].idxmax()]
+        assert best["rank"] == 1 and race["rank"].max() <= len(race)
+    expected = rows["win_probability"] * rows["win_odds"] - 1
+    assert np.allclose(rows["expected_return"], expected, equal_nan=True)
+    assert rows["win_odds"].notna().any()
+
+
+def test_each_row_names_the_card_the_model_and_the_code_versions(race_day):
+    rows, lake = race_day["predicted"], race_day["lake"]
+    text = lake.read_file(predict.MODEL_PATH)
+    assert set(rows["model_sha256"]) == {hashlib.sha256(text).hexdigest()[:16]}
+    assert set(rows["card_snapshot"]) == {race_day["first_card"][0]}
+    versions = json.loads(rows["feature_versions"].iloc[0])
+    assert versions == {s.name: s.code_version for s in registered_sets()}
+
+
+def test_card_snapshots_are_kept_apart_and_never_overwritten(race_day):
+    lake = race_day["lake"]
+    assert race_day["second_run"].success
+    ids = cards.snapshot_ids(lake, RACE_DAY)
+    assert len(ids) == 2 and ids[0] == race_day["first_card"][0] and ids[0] < ids[1]
+    path = f"{cards.TABLE}/race_date={RACE_DAY}/{ids[0]}.parquet"
+    assert lake.read_file(path) == race_day["first_bytes"]
+    card = cards.read(lake, RACE_DAY, ids[0])
+    assert card.entries["finish_position"].isna().all()
+    assert card.entries["start_timing"].isna().all()
+    assert len(card.entries) == len(race_day["entries"])
+    # taken before the results; the raw day stored afterwards holds them
+    raw = lake.read_days("raw_race_entries", [RACE_DAY])
+    assert raw["finish_position"].notna().any()
+    with pytest.raises(FileExistsError):
+        cards.store(lake, card)
+
+
+def test_features_stored_after_the_results_equal_those_the_prediction_used(race_day):
+    rows, lake = race_day["predicted"], race_day["lake"]
+    sets = list(registered_sets())
+    names = data.feature_columns(sets)
+    for feature_set in sets:
+        stored = lake.read_days(feature_set.name, [RACE_DAY]).sort_values(["race_id", "lane"])
+        used = rows.sort_values(["race_id", "lane"])
+        assert len(stored) == len(used)
+        for column in feature_set.columns:
+            pd.testing.assert_series_equal(
+                stored[column].reset_index(drop=True),
+                used[names[(feature_set.name, column)]].reset_index(drop=True),
+                check_names=False,
+                check_dtype=False,
+            )
+
+
+def test_predictions_equal_a_direct_scoring_of_the_stored_features(race_day):
+    lake = race_day["lake"]
+    stored = data.assemble(lake, list(registered_sets()), [RACE_DAY], lambda day: "test")
+    loaded = predict.load_model(lake)
+    booster_scores = loaded.booster.predict(model.feature_matrix(stored, loaded.features))
+    stored["score"] = booster_scores
+    stored["direct"] = stored["score"] / stored.groupby("race_id")["score"].transform("sum")
+    both = race_day["predicted"].merge(stored, on=["race_id", "lane"])
+    assert len(both) == len(stored)
+    assert np.allclose(both["win_probability"], both["direct"], rtol=1e-12, atol=0)
+
+
+def test_a_day_whose_history_is_not_stored_fails_naming_the_days(race_day, tmp_path):
+    empty = str(tmp_path / "empty")
+    lake = DailyParquetStorage(empty)
+    lake.write_file(predict.MODEL_PATH, race_day["lake"].read_file(predict.MODEL_PATH))
+    lake.write_file(predict.MODEL_INFO_PATH, race_day["lake"].read_file(predict.MODEL_INFO_PATH))
+    result = _predict(race_day["instance"], race_day["url"], empty)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    text = failure.step_failure_data.user_failure_data.description
+    assert text.startswith(f"{RACE_DAY}: the history of the prediction lacks")
+    assert f"{FIRST_DAY}..." in text and "feature-assets backfill --range" in text
+    assert lake.stored_days(predict.TABLE) == []
+
+
+@pytest.mark.e2e
+def test_the_demo_then_predict_prints_each_race_and_results_arrive(tmp_path):
+    """The README's race day: the demo leaves today's and tomorrow's cards in the source,
+    `predict` takes today's and prints each race, `demo --results` writes today's results."""
+    today = dt.datetime.now(dt.timezone(dt.timedelta(hours=9))).date()
+    first = today - dt.timedelta(days=40)
+    env = command_env(tmp_path, FEATURE_ASSETS_START_DATE=first.isoformat())
+    demo = feature_assets_command(env, "demo", "--races-per-day", "5")
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    assert f"feature-assets demo --results {today}" in demo.stdout
+    home = tmp_path / "dagster_home"
+    source = home / "data" / "demo.sqlite"
+    with sqlite3.connect(source) as connection:
+        days = connection.execute(
+            "SELECT DATE(r.race_date), COUNT(*), SUM(e.finish_position IS NULL),"
+            " SUM(e.win_odds IS NOT NULL) FROM race_entries e"
+            " JOIN races r ON r.race_id = e.race_id GROUP BY DATE(r.race_date)"
+        ).fetchall()
+    card_days = [day for day, entries, unresulted, _ in days if unresulted == entries]
+    assert card_days == [str(today), str(today + dt.timedelta(days=1))]
+    assert all(odds > 0 for day, _, _, odds in days if day in card_days)
+
+    no_model = feature_assets_command(env, "predict")
+    assert no_model.returncode == 1 and "no win model is stored" in no_model.stderr
+    _train(DailyParquetStorage(str(home / "data" / "parquet")), first, today - dt.timedelta(days=1))
+    predicted = feature_assets_command(env, "predict")
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert predicted.stdout.startswith(f"{today}: 5 races, card ")
+    assert predicted.stdout.count("\nvenue ") == 5
+    assert "lane  racer   prob rank   odds  exp.ret" in predicted.stdout
+
+    results = feature_assets_command(env, "demo", "--results", str(today))
+    assert results.returncode == 0, results.stderr[-3000:]
+    with sqlite3.connect(source) as connection:
+        left = connection.execute(
+            "SELECT COUNT(*) FROM race_entries e JOIN races r ON r.race_id = e.race_id"
+            " WHERE DATE(r.race_date) = ? AND e.finish_position IS NOT NULL",
+            (str(today),),
+        ).fetchone()[0]
+    assert left > 0
+    again = feature_assets_command(env, "demo", "--results", "2001-01-01")
+    assert again.returncode == 2 and "holds no results of 2001-01-01" in again.stderr
