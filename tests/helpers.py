@@ -215,3 +215,19 @@ def materialize_command(*partitions: str) -> list[str]:
         "dagster", "asset", "materialize", "-m", "feature_assets.definitions",
         "--select", SELECT, *partitions,
     ]  # fmt: skip
+
+
+def train_small_model(storage, first: dt.date, last: dt.date) -> None:
+    """A small win model over the stored days of every registered set (LightGBM with fixed
+    parameters, no search), stored where and as `win_model` stores one."""
+    from feature_assets.feature_sets import registered_sets
+    from feature_assets.training import data, model, predict
+
+    sets = list(registered_sets())
+    window = data.window(first, last, 6, 6)
+    table = data.assemble(storage, sets, window.days, window.split_of)
+    features = list(data.feature_columns(sets).values())
+    params = {"num_leaves": 7, "learning_rate": 0.1, "min_child_samples": 20}
+    final = model.train_final(table, features, params, threads=1, seed=7)
+    lineage = {"sets": {s.name: s.code_version for s in sets}, "features": features}
+    predict.store_model(storage, final.booster.model_to_string(), {"lineage": lineage})

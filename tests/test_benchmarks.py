@@ -87,3 +87,14 @@ def test_tuning_benchmark_smoke(tmp_path):
     assert "kept text" in text and "<!-- tuning:start -->" in text
     for scenario in ("1 worker(s) x 1 thread(s)", "2 worker(s) x 1 thread(s)", "| auc |"):
         assert scenario in text, scenario
+
+
+def test_predict_day_benchmark_smoke():
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "predict_day.py"), "--days", "30",
+         "--races-per-day", "4", "--repeat", "1"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    assert "feature-assets predict, one day of 4 races, wall: median" in run.stdout
+    assert "compute the sets and score" in run.stdout

@@ -19,25 +19,17 @@ from feature_assets.io.source import connect
 from feature_assets.io.storage import DailyParquetStorage
 from feature_assets.training import data, model, predict
 from tests.conftest import FIRST_DAY, fresh_mysql_database
-from tests.helpers import command_env, feature_assets_command, materialize_days
+from tests.helpers import (
+    command_env,
+    feature_assets_command,
+    materialize_days,
+    train_small_model,
+)
 
 DAYS = 40
 RACE_DAY = (FIRST_DAY + dt.timedelta(days=DAYS - 1)).isoformat()
 BEFORE = (FIRST_DAY + dt.timedelta(days=DAYS - 2)).isoformat()
 RESULTS = ["finish_position", "start_timing"]
-
-
-
-def _train(lake: DailyParquetStorage, first: dt.date, last: dt.date) -> None:
-    """A small win model over the stored days, stored as `win_model` stores one."""
-    sets = list(registered_sets())
-    window = data.window(first, last, 6, 6)
-    table = data.assemble(lake, sets, window.days, window.split_of)
-    features = list(data.feature_columns(sets).values())
-    params = {"num_leaves": 7, "learning_rate": 0.1, "min_child_samples": 20}
-    final = model.train_final(table, features, params, threads=1, seed=7)
-    lineage = {"sets": {s.name: s.code_version for s in sets}, "features": features}
-    predict.store_model(lake, final.booster.model_to_string(), {"lineage": lineage})
 
 
 def _predict(instance, source_url: str, storage: str, snapshot: str = ""):
@@ -90,7 +82,7 @@ def race_day(mysql_server, tmp_path_factory):
         sets = list(registered_sets())
         first = FIRST_DAY.isoformat()
         assert materialize_days(url, storage, instance, sets, first, BEFORE).success
-        _train(lake, FIRST_DAY, dt.date.fromisoformat(BEFORE))
+        train_small_model(lake, FIRST_DAY, dt.date.fromisoformat(BEFORE))
         first_run = _predict(instance, url, storage)
         assert first_run.success
         first_card = cards.snapshot_ids(lake, RACE_DAY)
@@ -221,7 +213,9 @@ def test_the_demo_then_predict_prints_each_race_and_results_arrive(tmp_path):
 
     no_model = feature_assets_command(env, "predict")
     assert no_model.returncode == 1 and "no win model is stored" in no_model.stderr
-    _train(DailyParquetStorage(str(home / "data" / "parquet")), first, today - dt.timedelta(days=1))
+    train_small_model(
+        DailyParquetStorage(str(home / "data" / "parquet")), first, today - dt.timedelta(days=1)
+    )
     predicted = feature_assets_command(env, "predict")
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert predicted.stdout.startswith(f"{today}: 5 races, card ")

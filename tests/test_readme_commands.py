@@ -32,6 +32,9 @@ EXPECTED = [
     (r"feature-assets status", (0, 1), "materialized"),  # 1: a day is not materialised
     (r"feature-assets tune .*--wait", (1,), "no dagster-daemon runs"),  # says how to start one
     (r"feature-assets tune", (0,), "queued for 2 worker run(s)"),
+    # no search finishes in this walk: tests/test_predictions.py predicts with a model
+    (r"feature-assets predict", (1,), "no win model is stored"),
+    (r"feature-assets demo --results", (0,), "Wrote the results of 4 races"),
     (r"", (0,), ""),
 ]
 
