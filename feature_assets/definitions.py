@@ -22,7 +22,12 @@ from feature_assets.defs.automation import (
     recompute_after_corrections,
 )
 from feature_assets.defs.features import feature_set_asset
-from feature_assets.defs.predictions import predict_job, predict_today, predictions
+from feature_assets.defs.predictions import (
+    predict_job,
+    predict_today,
+    prediction_results,
+    predictions,
+)
 from feature_assets.defs.raw import raw_snapshot
 from feature_assets.defs.resources import build_resources
 from feature_assets.defs.stale import stale_days_check, stale_days_sensor
@@ -38,7 +43,14 @@ race_features_job = define_asset_job(
 )
 
 defs = Definitions(
-    assets=[raw_snapshot, *feature_set_assets, training_data, win_model, predictions],
+    assets=[
+        raw_snapshot,
+        *feature_set_assets,
+        training_data,
+        win_model,
+        predictions,
+        prediction_results,
+    ],
     asset_checks=[stale_days_check(feature_set) for feature_set in registered_sets()],
     jobs=[race_features_job, tune_win_model, predict_job],
     schedules=[daily_race_features, predict_today],

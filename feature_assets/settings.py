@@ -98,6 +98,7 @@ def check_configuration() -> None:
         start_date,
         days_per_run,
         recheck_days,
+        drift_days,
         automation_on,
         read_limits,
         source_reader,
@@ -227,6 +228,14 @@ def daily_cron() -> str:
 def predict_cron() -> str:
     """When the prediction schedule runs (cron, Asia/Tokyo); empty (the default): it is off."""
     return os.environ.get("FEATURE_ASSETS_PREDICT_CRON", "").strip()
+
+
+def drift_days() -> int:
+    """Race days of live log loss compared with the backtest's range before an alert."""
+    value = os.environ.get("FEATURE_ASSETS_DRIFT_DAYS", "").strip() or "7"
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"FEATURE_ASSETS_DRIFT_DAYS must be a whole number >= 1, got {value!r}")
+    return int(value)
 
 
 def recheck_days() -> int:

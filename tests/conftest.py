@@ -284,3 +284,19 @@ def _unit_tests_start_no_process_and_open_no_socket(request, monkeypatch):
         return connect(self, address)
 
     monkeypatch.setattr(socket.socket, "connect", local_only)
+
+
+@pytest.fixture
+def fake_slack():
+    """A local server standing in for Slack's API (what it got: `FakeSlack.received`)."""
+    import threading
+    from http.server import HTTPServer
+
+    from tests.helpers import FakeSlack
+
+    FakeSlack.received = []
+    server = HTTPServer(("127.0.0.1", 0), FakeSlack)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/api/"
+    server.shutdown()

@@ -11,7 +11,9 @@ import signal
 import subprocess
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from urllib.parse import parse_qs
 
 from dagster import AssetKey, DagsterInstance, instance_for_test, materialize
 
@@ -221,7 +223,7 @@ def train_small_model(storage, first: dt.date, last: dt.date) -> None:
     """A small win model over the stored days of every registered set (LightGBM with fixed
     parameters, no search), stored where and as `win_model` stores one."""
     from feature_assets.feature_sets import registered_sets
-    from feature_assets.training import data, model, predict
+    from feature_assets.training import data, live, model, predict
 
     sets = list(registered_sets())
     window = data.window(first, last, 6, 6)
@@ -230,4 +232,29 @@ def train_small_model(storage, first: dt.date, last: dt.date) -> None:
     params = {"num_leaves": 7, "learning_rate": 0.1, "min_child_samples": 20}
     final = model.train_final(table, features, params, threads=1, seed=7)
     lineage = {"sets": {s.name: s.code_version for s in sets}, "features": features}
-    predict.store_model(storage, final.booster.model_to_string(), {"lineage": lineage})
+    test = table[table["split"] == "test"]
+    probabilities = model.race_probabilities(final.booster, test, features)
+    info = {"lineage": lineage, "backtest": live.backtest_record(test, probabilities)}
+    predict.store_model(storage, final.booster.model_to_string(), info)
+
+
+class FakeSlack(BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        fields = (
+            json.loads(body)
+            if self.headers.get("Content-Type", "").startswith("application/json")
+            else {k: v[0] for k, v in parse_qs(body).items()}
+        )
+        FakeSlack.received.append((self.path, self.headers.get("Authorization"), fields))
+        payload = json.dumps({"ok": True, "channel": "C1", "ts": "1.0"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass

@@ -1,10 +1,5 @@
 """The Slack alert, posted through dagster-slack to a local server standing in for Slack."""
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from urllib.parse import parse_qs
-
 import pytest
 from dagster import DagsterEventType, SkipReason, build_run_status_sensor_context, instance_for_test
 
@@ -12,39 +7,7 @@ from feature_assets.defs.alerts import slack_on_run_failure
 from feature_assets.defs.resources import build_resources
 from feature_assets.io import synthetic
 from tests.conftest import FIRST_DAY, fresh_mysql_database
-from tests.helpers import CONTRACT_ASSETS, materialize_range, nth_day
-
-
-class FakeSlack(BaseHTTPRequestHandler):
-    received: list = []
-
-    def do_POST(self):  # noqa: N802
-        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-        fields = (
-            json.loads(body)
-            if self.headers.get("Content-Type", "").startswith("application/json")
-            else {k: v[0] for k, v in parse_qs(body).items()}
-        )
-        FakeSlack.received.append((self.path, self.headers.get("Authorization"), fields))
-        payload = json.dumps({"ok": True, "channel": "C1", "ts": "1.0"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def fake_slack():
-    FakeSlack.received = []
-    server = HTTPServer(("127.0.0.1", 0), FakeSlack)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/api/"
-    server.shutdown()
+from tests.helpers import CONTRACT_ASSETS, FakeSlack, materialize_range, nth_day
 
 
 @pytest.fixture

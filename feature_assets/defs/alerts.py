@@ -46,11 +46,6 @@ def _planned(context: RunFailureSensorContext) -> set:
     description="Posts each failed run to Slack when SLACK_BOT_TOKEN is set.",
 )
 def slack_on_run_failure(context: RunFailureSensorContext, alerts: SlackAlerts):
-    if not alerts.token or not alerts.channel:
+    if not alerts.on:
         return SkipReason("SLACK_BOT_TOKEN or FEATURE_ASSETS_SLACK_CHANNEL is not set")
-    from dagster_slack import SlackResource  # here: its Slack client costs every run 0.1 s
-
-    client = SlackResource(token=alerts.token).get_client()
-    if alerts.api_url:
-        client.base_url = alerts.api_url.rstrip("/") + "/"
-    client.chat_postMessage(channel=alerts.channel, text=failure_message(context, alerts.ui_url))
+    alerts.post(failure_message(context, alerts.ui_url))

@@ -3,14 +3,21 @@
 - `predictions`, one partition per race day up to tomorrow (Tokyo): a card snapshot taken
   from the source (or one already stored, by its id), the model's feature sets computed for
   the day from it and the stored days before it, scored and stored.
+- `prediction_results`, per race day once its results are stored: each prediction joined
+  with what happened, the day's and the cumulative figures beside the model's backtest, plots,
+  and a Slack alert when the live log loss of the last FEATURE_ASSETS_DRIFT_DAYS race days
+  leaves the backtest's range for as many days.
 - `predict_today`: a schedule that materialises today's partition at
   FEATURE_ASSETS_PREDICT_CRON (Asia/Tokyo); off while that is unset.
 """
 
+import base64
 import datetime as dt
+import json
 
 from dagster import (
     AssetExecutionContext,
+    AssetKey,
     Config,
     DefaultScheduleStatus,
     Failure,
@@ -25,8 +32,8 @@ from dagster import (
 
 from feature_assets import settings
 from feature_assets.core.feature_set import PREDICTION_STAGES
-from feature_assets.defs.partitions import prediction_days
-from feature_assets.defs.resources import SourceDatabase, TrainingStorage
+from feature_assets.defs.partitions import daily_partitions, prediction_days
+from feature_assets.defs.resources import SlackAlerts, SourceDatabase, TrainingStorage
 from feature_assets.defs.training import win_model
 from feature_assets.feature_sets import registered_sets
 from feature_assets.io import cards
@@ -101,7 +108,98 @@ def _metadata(rows, card: cards.Card, model: predict.Model, sets) -> dict:
 
 
 def _text(value) -> str:
-    return "-" if value != value or value is None else f"{value:.2f}"
+    if value is None or value != value:
+        return "-"
+    return str(value) if isinstance(value, int) else f"{value:.3f}"
+
+
+RESULTS_TABLE = "prediction_results"
+
+
+@asset(
+    deps=[predictions, AssetKey("raw_race_entries")],
+    partitions_def=daily_partitions,
+    group_name="race_day",
+    description="The day's predictions beside what happened: per entry, per day and"
+    " cumulatively (log loss, AUC, hit rates, returns of simple rules) with the backtest's"
+    " figures, plots, and an alert when the live log loss drifts.",
+)
+def prediction_results(
+    context: AssetExecutionContext, training: TrainingStorage, alerts: SlackAlerts
+) -> MaterializeResult:
+    from feature_assets.training import live
+
+    day, lake = context.partition_key, training.lake
+    for table in (predict.TABLE, "raw_race_entries"):
+        if day not in lake.stored_days(table):
+            raise Failure(description=f"{day}: {table} is not stored for the day")
+    predicted = lake.read_days(predict.TABLE, [day])
+    rows = live.outcomes(predicted, lake.read_days("raw_race_entries", [day]))
+    lake.write_days(RESULTS_TABLE, rows, [day])
+    so_far = [d for d in lake.stored_days(RESULTS_TABLE) if d <= day]
+    every = lake.read_days(RESULTS_TABLE, so_far)
+    info = json.loads(lake.read_file(predict.MODEL_INFO_PATH))
+    backtest = info.get("backtest")
+    drift = _drift(live, every, backtest, settings.drift_days())
+    if drift:
+        context.log.warning(drift)
+        alerts.post(f":warning: feature_assets predictions, {day}: {drift}")
+    metadata = {
+        "model_sha256": ", ".join(sorted(set(predicted["model_sha256"]))),
+        "card_snapshot": ", ".join(sorted(set(predicted["card_snapshot"]))),
+        "days_so_far": len(so_far),
+        "drift": drift or "none",
+        "picks_and_winners": MetadataValue.md(_picks_and_winners(predicted, rows)),
+        "figures": MetadataValue.md(_figures(live, rows, every, backtest)),
+    }
+    for name, png in live.plots(every, settings.drift_days()).items():
+        encoded = base64.b64encode(png).decode()
+        metadata[name] = MetadataValue.md(f"![{name}](data:image/png;base64,{encoded})")
+    return MaterializeResult(metadata=metadata)
+
+
+def _drift(live, every, backtest: dict | None, days: int) -> str:
+    """Why the live log loss of the last `days` race days is outside the backtest's range
+    of `days`-day windows, or "" when it is inside (or either is too short to tell)."""
+    if not backtest:
+        return ""
+    live_windows = live.rolling_log_loss(live.daily(every), days)
+    known = live.log_loss_range(live.recorded_daily(backtest), days)
+    if live_windows.empty or known is None:
+        return ""
+    latest = float(live_windows.iloc[-1])
+    if known[0] <= latest <= known[1]:
+        return ""
+    return (
+        f"log loss of the last {days} race days is {latest:.4f}, outside the backtest's"
+        f" {known[0]:.4f}...{known[1]:.4f} for {days}-day windows"
+    )
+
+
+def _figures(live, rows, every, backtest: dict | None) -> str:
+    day, so_far = live.metrics(rows), live.metrics(every)
+    test = (backtest or {}).get("metrics", {})
+    lines = ["| figure | this day | so far | backtest (test split, final odds) |"]
+    lines.append("| --- | --- | --- | --- |")
+    for name in day:
+        lines.append(
+            f"| {name} | {_text(day[name])} | {_text(so_far[name])} | {_text(test.get(name))} |"
+        )
+    return "\n".join(lines)
+
+
+def _picks_and_winners(predicted, rows) -> str:
+    winners = rows[rows["won"]].set_index("race_id")["lane"]
+    picks = predicted[predicted["rank"] == 1].drop_duplicates("race_id")
+    lines = ["| venue | race | pick (lane) | probability | odds | winner (lane) |"]
+    lines.append("| --- | --- | --- | --- | --- | --- |")
+    for pick in picks.itertuples():
+        winner = winners.get(pick.race_id)
+        lines.append(
+            f"| {pick.venue_code} | {pick.race_no} | {pick.lane} | {pick.win_probability:.3f} |"
+            f" {_text(pick.win_odds)} | {'-' if winner is None else winner} |"
+        )
+    return "\n".join(lines)
 
 
 predict_job = define_asset_job(

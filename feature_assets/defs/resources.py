@@ -191,6 +191,21 @@ class SlackAlerts(ConfigurableResource):
     ui_url: str = "http://localhost:3000"
     api_url: str = ""
 
+    @property
+    def on(self) -> bool:
+        return bool(self.token and self.channel)
+
+    def post(self, text: str) -> None:
+        """Posts `text` to the channel (nothing when the alert is off)."""
+        if not self.on:
+            return
+        from dagster_slack import SlackResource  # here: its Slack client costs every run 0.1 s
+
+        client = SlackResource(token=self.token).get_client()
+        if self.api_url:
+            client.base_url = self.api_url.rstrip("/") + "/"
+        client.chat_postMessage(channel=self.channel, text=text)
+
 
 def build_resources() -> dict[str, object]:
     """The resources, configured once from the environment (`feature_assets.settings`);

@@ -41,6 +41,7 @@ from dagster import (
 
 from feature_assets.core.dates import compact_days
 from feature_assets.core.engine import available_cpus
+from feature_assets.core.feature_set import PREDICTION_STAGES
 from feature_assets.defs.resources import TrainingStorage
 from feature_assets.feature_sets import registered_sets
 from feature_assets.ops.status import stale_days
@@ -266,7 +267,7 @@ class ModelConfig(Config):
 def win_model(
     context: AssetExecutionContext, config: ModelConfig, training: TrainingStorage
 ) -> MaterializeResult:
-    from feature_assets.training import model, search
+    from feature_assets.training import live, model, search
 
     table, lineage = _load_training_data(training)
     study = _study_for(training.studies(), config.study, lineage)
@@ -277,7 +278,13 @@ def win_model(
     threads = available_cpus()
     final = model.train_final(table, lineage["features"], best.params, threads, config.seed)
     text = final.booster.model_to_string()
+    test = table[table["split"] == "test"]
+    probabilities = model.race_probabilities(final.booster, test, lineage["features"])
+    sets = [s for s in registered_sets() if s.name in lineage["sets"]]
     info = {
+        "stage": max((s.stage for s in sets), key=PREDICTION_STAGES.index, default="card"),
+        "odds": "final",
+        "backtest": live.backtest_record(test, probabilities),
         "study": study.study_name,
         "trial": best.number,
         "params": best.params,
@@ -343,6 +350,16 @@ def _model_metadata(study, final, info, path: str, text: str) -> dict:
     importance = search.importance_plot(study)
     if importance is not None:
         metadata["parameter_importance"] = _image(importance, "parameter importance")
+    metadata["stage"] = MetadataValue.text(
+        f"predicts at {info['stage']}: the day's columns known by then (docs/race-day.md)"
+    )
+    metadata["odds_assumed"] = MetadataValue.text(
+        "final odds, fixed when betting closed: the returns overstate what a bettor gets"
+    )
+    for name, value in info["backtest"]["metrics"].items():
+        metadata[f"backtest_{name}"] = (
+            MetadataValue.int(value) if isinstance(value, int) else MetadataValue.float(value)
+        )
     metadata["params"] = MetadataValue.json(info["params"])
     metadata["lineage"] = MetadataValue.json(info["lineage"])
     return metadata

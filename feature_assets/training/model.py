@@ -62,6 +62,17 @@ def feature_matrix(rows: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(columns, index=rows.index)
 
 
+def race_probabilities(booster: lgb.Booster, rows: pd.DataFrame, features: Sequence[str]):
+    """Each entry's win probability within its race: the model's scores divided by their
+    race's sum, so that a race's probabilities add up to 1 (the binary model scores each
+    entry alone, and its scores of a race need not)."""
+    raw = booster.predict(
+        feature_matrix(rows, features), num_iteration=booster.best_iteration or None
+    )
+    raw = pd.Series(np.asarray(raw, dtype="float64"), index=rows.index)
+    return raw / raw.groupby(rows["race_id"]).transform("sum")
+
+
 def dataset(rows: pd.DataFrame, features: Sequence[str], reference=None) -> lgb.Dataset:
     return lgb.Dataset(
         feature_matrix(rows, features),

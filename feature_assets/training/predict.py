@@ -20,7 +20,6 @@ import datetime as dt
 import hashlib
 import json
 
-import numpy as np
 import pandas as pd
 
 from feature_assets.core import schema
@@ -141,19 +140,12 @@ def features_for(
 def score(model: Model, features: pd.DataFrame) -> pd.DataFrame:
     """`features` with each entry's win probability (normalised within its race), its rank
     in the race and the expected net return of a unit win bet at the card's odds."""
-    from feature_assets.training.model import feature_matrix
+    from feature_assets.training.live import with_bets
+    from feature_assets.training.model import race_probabilities
 
     scored = features.copy()
-    raw = model.booster.predict(
-        feature_matrix(features, model.features),
-        num_iteration=model.booster.best_iteration or None,
-    )
-    raw = pd.Series(np.asarray(raw, dtype="float64"), index=features.index)
-    scored["win_probability"] = raw / raw.groupby(features["race_id"]).transform("sum")
-    ranks = scored.groupby("race_id")["win_probability"].rank(method="min", ascending=False)
-    scored["rank"] = ranks.astype("Int64")
-    scored["expected_return"] = scored["win_probability"] * scored["win_odds"] - 1
-    return scored
+    scored["win_probability"] = race_probabilities(model.booster, features, model.features)
+    return with_bets(scored)
 
 
 def predict(
