@@ -4,15 +4,17 @@ same feature-set code and history as training, and the same features once the da
 import datetime as dt
 import hashlib
 import json
+import shutil
 import sqlite3
 
 import numpy as np
 import pandas as pd
 import pytest
 from dagster import instance_for_test, materialize
+from sklearn.metrics import log_loss
 
-from feature_assets.defs.predictions import predictions
-from feature_assets.defs.resources import SourceDatabase, TrainingStorage
+from feature_assets.defs.predictions import prediction_results, predictions
+from feature_assets.defs.resources import SlackAlerts, SourceDatabase, TrainingStorage
 from feature_assets.feature_sets import registered_sets
 from feature_assets.io import cards, synthetic
 from feature_assets.io.source import connect
@@ -20,6 +22,7 @@ from feature_assets.io.storage import DailyParquetStorage
 from feature_assets.training import data, model, predict
 from tests.conftest import FIRST_DAY, fresh_mysql_database
 from tests.helpers import (
+    FakeSlack,
     command_env,
     feature_assets_command,
     materialize_days,
@@ -233,3 +236,53 @@ def test_the_demo_then_predict_prints_each_race_and_results_arrive(tmp_path):
     assert left > 0
     again = feature_assets_command(env, "demo", "--results", "2001-01-01")
     assert again.returncode == 2 and "holds no results of 2001-01-01" in again.stderr
+
+
+def _measure(race_day, storage: str, alerts):
+    training = TrainingStorage(storage_url=storage, optuna_url="sqlite://")
+    return materialize(
+        [prediction_results],
+        partition_key=RACE_DAY,
+        instance=race_day["instance"],
+        resources={"training": training, "alerts": alerts},
+        raise_on_error=False,
+    )
+
+
+def test_results_beside_predictions_measure_the_day_as_sklearn_does(race_day, fake_slack):
+    alerts = SlackAlerts(token="xoxb-test", channel="C1", api_url=fake_slack)
+    result = _measure(race_day, race_day["storage"], alerts)
+    assert result.success
+    rows = race_day["lake"].read_days("prediction_results", [RACE_DAY])
+    truth = race_day["predicted"].merge(race_day["entries"][["race_id", "lane", "finish_position"]])
+    truth = truth[truth.groupby("race_id")["finish_position"].transform(lambda f: (f == 1).any())]
+    assert len(rows) == len(truth) and rows.groupby("race_id")["won"].sum().eq(1).all()
+    [materialization] = result.asset_materializations_for_node("prediction_results")
+    metadata = materialization.metadata
+    expected = log_loss(truth["finish_position"].eq(1), truth["win_probability"])
+    assert metadata["log_loss_day"].value == pytest.approx(expected, rel=1e-9)
+    assert metadata["log_loss_so_far"].value == pytest.approx(expected, rel=1e-9)
+    assert "log_loss_backtest" in metadata and "| log_loss |" in metadata["figures"].value
+    for plot in ("cumulative_return", "rolling_log_loss", "reliability"):
+        assert metadata[plot].value.startswith(f"![{plot}](data:image/png;base64,")
+    assert metadata["drift"].value == "none" and FakeSlack.received == []
+
+
+def test_a_live_log_loss_outside_the_backtest_range_is_posted(race_day, fake_slack, monkeypatch):
+    """A backtest whose every day scored a log loss of 0.01: one live day is far outside."""
+    lake = race_day["lake"]
+    info = json.loads(lake.read_file(predict.MODEL_INFO_PATH))
+    info["backtest"]["daily"] = {
+        day: [n, 0.01 * n] for day, (n, _) in info["backtest"]["daily"].items()
+    }
+    copy = race_day["storage"] + "-drift"
+    shutil.copytree(race_day["storage"], copy)
+    DailyParquetStorage(copy).write_file(predict.MODEL_INFO_PATH, json.dumps(info).encode())
+    monkeypatch.setenv("FEATURE_ASSETS_DRIFT_DAYS", "1")
+    alerts = SlackAlerts(token="xoxb-test", channel="C1", api_url=fake_slack)
+    result = _measure(race_day, copy, alerts)
+    assert result.success
+    [(_, _, fields)] = FakeSlack.received
+    assert fields["channel"] == "C1"
+    assert f"{RACE_DAY}: log loss of the last 1 race days is" in fields["text"]
+    assert "outside the backtest's 0.0100...0.0100" in fields["text"]

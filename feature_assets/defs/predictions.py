@@ -152,6 +152,12 @@ def prediction_results(
         "picks_and_winners": MetadataValue.md(_picks_and_winners(predicted, rows)),
         "figures": MetadataValue.md(_figures(live, rows, every, backtest)),
     }
+    figures = {"day": live.metrics(rows), "so_far": live.metrics(every)}
+    figures["backtest"] = (backtest or {}).get("metrics", {})
+    for name in ("log_loss", "top_pick_hit_rate", "top_pick_return"):
+        for period, values in figures.items():
+            if values.get(name) is not None and values[name] == values[name]:  # not NaN
+                metadata[f"{name}_{period}"] = MetadataValue.float(float(values[name]))
     for name, png in live.plots(every, settings.drift_days()).items():
         encoded = base64.b64encode(png).decode()
         metadata[name] = MetadataValue.md(f"![{name}](data:image/png;base64,{encoded})")
