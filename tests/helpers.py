@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -233,8 +234,12 @@ def train_small_model(storage, first: dt.date, last: dt.date) -> None:
     final = model.train_final(table, features, params, threads=1, seed=7)
     lineage = {"sets": {s.name: s.code_version for s in sets}, "features": features}
     test = table[table["split"] == "test"]
-    probabilities = model.race_probabilities(final.booster, test, features)
-    info = {"lineage": lineage, "backtest": live.backtest_record(test, probabilities)}
+    probabilities = model.race_probabilities(final.booster, test, features, final.calibration)
+    info = {
+        "lineage": lineage,
+        "calibration": dataclasses.asdict(final.calibration),
+        "backtest": live.backtest_record(test, probabilities),
+    }
     predict.store_model(storage, final.booster.model_to_string(), info)
 
 

@@ -171,7 +171,8 @@ def test_predictions_equal_a_direct_scoring_of_the_stored_features(race_day):
     stored = data.assemble(lake, list(registered_sets()), [RACE_DAY], lambda day: "test")
     loaded = predict.load_model(lake)
     booster_scores = loaded.booster.predict(model.feature_matrix(stored, loaded.features))
-    stored["score"] = booster_scores
+    stored["score"] = loaded.calibration.apply(booster_scores)
+    assert loaded.calibration != model.Calibration()  # the stored one, not the identity
     stored["direct"] = stored["score"] / stored.groupby("race_id")["score"].transform("sum")
     both = race_day["predicted"].merge(stored, on=["race_id", "lane"])
     assert len(both) == len(stored)

@@ -218,6 +218,12 @@ def test_tune_then_model_as_a_new_user_would(feature_lake, optuna_url, tmp_path)
             value = latest[f"{period}_{name}"].value
             assert isinstance(value, float) and 0 < value < 1, (period, name, value)
         assert isinstance(latest[f"{period}_flat_stake_return"].value, float)
+    for name in ("log_loss", "winner_log_loss", "ece", "top_pick_hit_rate"):
+        assert 0 < latest[f"backtest_{name}"].value < 2, name
+    assert latest["calibration"].value["method"] == "platt"
+    assert latest["backtest_reliability"].value.startswith("![reliability")
+    assert "final odds" in latest["odds_assumed"].value
+    assert latest["stage"].value.startswith("predicts at close")  # race_features is close
     importance = latest["feature_importance"].value.records
     assert importance and all(0 <= r.data["gain_share"] <= 1 for r in importance)
     for plot in ("search_history", "parameter_importance"):

@@ -10,6 +10,7 @@
 """
 
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
 import importlib.util
@@ -279,11 +280,14 @@ def win_model(
     final = model.train_final(table, lineage["features"], best.params, threads, config.seed)
     text = final.booster.model_to_string()
     test = table[table["split"] == "test"]
-    probabilities = model.race_probabilities(final.booster, test, lineage["features"])
+    probabilities = model.race_probabilities(
+        final.booster, test, lineage["features"], final.calibration
+    )
     sets = [s for s in registered_sets() if s.name in lineage["sets"]]
     info = {
         "stage": max((s.stage for s in sets), key=PREDICTION_STAGES.index, default="card"),
         "odds": "final",
+        "calibration": {"method": "platt", **dataclasses.asdict(final.calibration)},
         "backtest": live.backtest_record(test, probabilities),
         "study": study.study_name,
         "trial": best.number,
@@ -296,7 +300,9 @@ def win_model(
         "lineage": lineage,
     }
     path = store_model(training.lake, text, info)
-    return MaterializeResult(metadata=_model_metadata(study, final, info, path, text))
+    reliability = live.reliability_plot(live.backtest(test, probabilities))
+    metadata = _model_metadata(study, final, info, path, text, reliability)
+    return MaterializeResult(metadata=metadata)
 
 
 def _study_for(storage, name: str, lineage: dict) -> "optuna.Study":
@@ -321,7 +327,7 @@ def _study_for(storage, name: str, lineage: dict) -> "optuna.Study":
     return study
 
 
-def _model_metadata(study, final, info, path: str, text: str) -> dict:
+def _model_metadata(study, final, info, path: str, text: str, reliability: bytes) -> dict:
     from feature_assets.training import model, search
 
     metadata: dict = {
@@ -356,6 +362,8 @@ def _model_metadata(study, final, info, path: str, text: str) -> dict:
     metadata["odds_assumed"] = MetadataValue.text(
         "final odds, fixed when betting closed: the returns overstate what a bettor gets"
     )
+    metadata["calibration"] = MetadataValue.json(info["calibration"])
+    metadata["backtest_reliability"] = _image(reliability, "reliability, test split")
     for name, value in info["backtest"]["metrics"].items():
         metadata[f"backtest_{name}"] = (
             MetadataValue.int(value) if isinstance(value, int) else MetadataValue.float(value)

@@ -3,10 +3,12 @@
 A day's predictions joined with its stored results give one row per predicted entry that ran
 (`won`); races without a winner (all NULL, e.g. cancelled) are left out. `metrics` measures
 rows of any number of days the same way for live days and for the model's test split: log
-loss and AUC of the per-race probabilities, how often the top pick and the market favourite
-(lowest odds) win, and the net return per unit staked (0 = break even) of two rules: a flat
-stake on each race's top pick, and a flat stake on every entry whose expected return at the
-odds exceeds `threshold`. Live rows bet at the card's odds; the backtest at the final odds.
+loss and AUC of the per-race probabilities, the log loss of each race's winner alone
+(`winner_log_loss`, the mean of -log p(winner)), the expected calibration error (`ece`), how
+often the top pick and the market favourite (lowest odds) win, and the net return per unit
+staked (0 = break even) of two rules: a flat stake on each race's top pick, and a flat stake
+on every entry whose expected return at the odds exceeds `threshold`. Live rows bet at the
+card's odds; the backtest at the final odds.
 """
 
 from __future__ import annotations
@@ -77,15 +79,29 @@ def metrics(rows: pd.DataFrame, threshold: float = THRESHOLD) -> dict:
     with_odds = rows.dropna(subset=["win_odds"])
     favourites = with_odds.loc[with_odds.groupby("race_id")["win_odds"].idxmin()]
     value = rows[rows["expected_return"] > threshold]
+    winners = p[won]
     return {
         "races": int(rows["race_id"].nunique()),
         "log_loss": float(log_loss(won, p, labels=[False, True])) if len(rows) else np.nan,
+        "winner_log_loss": float(-np.log(winners).mean()) if len(winners) else np.nan,
+        "ece": expected_calibration_error(p, won),
         "auc": float(roc_auc_score(won, p)) if 0 < won.sum() < len(won) else np.nan,
         "top_pick_hit_rate": float(picks["won"].mean()) if len(picks) else np.nan,
         "favourite_hit_rate": float(favourites["won"].mean()) if len(favourites) else np.nan,
         **_flat_stake("top_pick", picks.dropna(subset=["win_odds"])),
         **_flat_stake("value", value),
     }
+
+
+def expected_calibration_error(p: np.ndarray, won: np.ndarray, bins: int = 10) -> float:
+    """The entries' mean distance between predicted and observed win rate, over `bins` equal
+    bins of predicted probability, weighted by the entries in each."""
+    if not len(p):
+        return np.nan
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    gap = np.bincount(which, weights=p - won, minlength=bins)
+    return float(np.abs(gap).sum() / counts.sum())
 
 
 def _flat_stake(rule: str, bets: pd.DataFrame) -> dict:
@@ -149,6 +165,17 @@ def plots(rows: pd.DataFrame, days: int) -> dict[str, bytes]:
     axes.plot(rolling.index, rolling.to_numpy())
     axes.set(title=f"log loss over the last {days} race days", ylabel="log loss")
     made["rolling_log_loss"] = _png(figure)
+    made["reliability"] = reliability_plot(rows)
+    return made
+
+
+def reliability_plot(rows: pd.DataFrame) -> bytes:
+    """Predicted against observed win rate, in ten bins of predicted probability."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     figure, axes = plt.subplots(figsize=(4, 4))
     bins = pd.cut(rows["win_probability"], np.linspace(0, 1, 11), include_lowest=True)
     curve = rows.groupby(bins, observed=True).agg(
@@ -157,8 +184,7 @@ def plots(rows: pd.DataFrame, days: int) -> dict[str, bytes]:
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
     axes.plot(curve["p"], curve["won"], marker="o")
     axes.set(title="reliability", xlabel="predicted", ylabel="observed win rate")
-    made["reliability"] = _png(figure)
-    return made
+    return _png(figure)
 
 
 def _png(figure) -> bytes:

@@ -62,15 +62,53 @@ def feature_matrix(rows: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(columns, index=rows.index)
 
 
-def race_probabilities(booster: lgb.Booster, rows: pd.DataFrame, features: Sequence[str]):
-    """Each entry's win probability within its race: the model's scores divided by their
-    race's sum, so that a race's probabilities add up to 1 (the binary model scores each
-    entry alone, and its scores of a race need not)."""
-    raw = booster.predict(
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """Platt scaling of the model's scores, `sigmoid(slope * logit(p) + intercept)`, fitted
+    on the validation split's scores by the model trained without it.
+
+    Platt rather than isotonic: two parameters cannot overfit a year of races; it keeps the
+    order of the scores (isotonic's steps make ties, which blur ranks within a race); and it
+    stays smooth where data are thin (long shots). The identity leaves scores as they are."""
+
+    slope: float = 1.0
+    intercept: float = 0.0
+
+    @classmethod
+    def fit(cls, scores: np.ndarray, won: np.ndarray) -> Calibration:
+        from sklearn.linear_model import LogisticRegression
+
+        fitted = LogisticRegression(C=1e6).fit(_logit(scores)[:, None], won.astype(int))
+        return cls(float(fitted.coef_[0][0]), float(fitted.intercept_[0]))
+
+    def apply(self, scores: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-(self.slope * _logit(scores) + self.intercept)))
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype="float64"), 1e-12, 1 - 1e-12)
+    return np.log(p / (1 - p))
+
+
+def scores(booster: lgb.Booster, rows: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
+    predicted = booster.predict(
         feature_matrix(rows, features), num_iteration=booster.best_iteration or None
     )
-    raw = pd.Series(np.asarray(raw, dtype="float64"), index=rows.index)
-    return raw / raw.groupby(rows["race_id"]).transform("sum")
+    return np.asarray(predicted, dtype="float64")
+
+
+def race_probabilities(
+    booster: lgb.Booster,
+    rows: pd.DataFrame,
+    features: Sequence[str],
+    calibration: Calibration = Calibration(),
+) -> pd.Series:
+    """Each entry's win probability within its race: the model's calibrated scores divided
+    by their race's sum, so that a race's probabilities add up to 1 (the binary model scores
+    each entry alone, and its scores of a race need not)."""
+    calibrated = calibration.apply(scores(booster, rows, features))
+    calibrated = pd.Series(calibrated, index=rows.index)
+    return calibrated / calibrated.groupby(rows["race_id"]).transform("sum")
 
 
 def dataset(rows: pd.DataFrame, features: Sequence[str], reference=None) -> lgb.Dataset:
@@ -108,9 +146,7 @@ def evaluate(booster: lgb.Booster, rows: pd.DataFrame, features: Sequence[str]) 
     market favourite (lowest odds) win, and the return of one unit staked on each race's
     pick at its final odds, as net return per unit (0 = break even, -0.25 = a quarter lost;
     races whose pick has no odds are not bet)."""
-    predicted = booster.predict(
-        feature_matrix(rows, features), num_iteration=booster.best_iteration or None
-    )
+    predicted = scores(booster, rows, features)
     won = rows[LABEL].to_numpy(dtype=bool)
     scored = pd.DataFrame(
         {
@@ -142,14 +178,15 @@ class FinalModel:
     rounds: int
     validation: dict  # metrics of the same parameters trained on the training period only
     test: dict  # metrics of the final model, trained on training + validation
+    calibration: Calibration  # fitted on the validation period's scores
 
 
 def train_final(
     table: pd.DataFrame, features: Sequence[str], params: dict, threads: int, seed: int
 ) -> FinalModel:
     """The parameters trained on the training period with early stopping on validation
-    (its rounds and validation metrics), then on training + validation for that many
-    rounds, evaluated once on the test period."""
+    (its rounds, validation metrics and the calibration of its validation scores), then on
+    training + validation for that many rounds, evaluated once on the test period."""
     params = {**fixed_params(threads, seed), **params}
     train = table[table["split"] == "train"]
     validation = table[table["split"] == "validation"]
@@ -158,11 +195,13 @@ def train_final(
     rounds = tuned.best_iteration or MAX_ROUNDS
     learnt_from = table[table["split"] != "test"]
     final = fit(params, dataset(learnt_from, features), rounds=rounds)
+    won = validation[LABEL].to_numpy(bool)
     return FinalModel(
         booster=final,
         rounds=rounds,
         validation=evaluate(tuned, validation, features),
         test=evaluate(final, table[table["split"] == "test"], features),
+        calibration=Calibration.fit(scores(tuned, validation, features), won),
     )
 
 

@@ -6,11 +6,11 @@ reads) and the card's rows of D, which hold no results: there is no separate ser
 Each set must be at the code version the model's training data recorded; a set changed since
 then stops the prediction naming it (retrain, or restore the code).
 
-Each entry gets the model's win probability normalised within its race (the scores divided by
-their race's sum, so a race's probabilities add up to 1), its rank in the race (1 = most
-likely) and, where the card holds odds, the expected net return of one unit bet on it to win
-at those odds (`probability x odds - 1`: 0 breaks even). The rows keep the features they were
-scored on, so that they can be compared with the features stored once the day has results.
+Each entry gets the model's win probability normalised within its race (the calibrated scores
+divided by their race's sum, so a race's probabilities add up to 1; `model.Calibration`), its
+rank in the race (1 = most likely) and, where the card holds odds, the expected net return of
+one unit bet on it to win at those odds (`probability x odds - 1`: 0 breaks even). The rows
+keep the features they were scored on, to compare with those stored once the day has results.
 """
 
 from __future__ import annotations
@@ -55,6 +55,14 @@ class Model:
     @property
     def set_versions(self) -> dict[str, str]:
         return self.info["lineage"]["sets"]
+
+    @property
+    def calibration(self):
+        """The recorded calibration (none for a model stored before calibration existed)."""
+        from feature_assets.training.model import Calibration
+
+        recorded = self.info.get("calibration", {})
+        return Calibration(recorded.get("slope", 1.0), recorded.get("intercept", 0.0))
 
 
 def store_model(storage: DailyParquetStorage, text: str, info: dict) -> str:
@@ -144,7 +152,9 @@ def score(model: Model, features: pd.DataFrame) -> pd.DataFrame:
     from feature_assets.training.model import race_probabilities
 
     scored = features.copy()
-    scored["win_probability"] = race_probabilities(model.booster, features, model.features)
+    scored["win_probability"] = race_probabilities(
+        model.booster, features, model.features, model.calibration
+    )
     return with_bets(scored)
 
 
