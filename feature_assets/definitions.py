@@ -31,7 +31,13 @@ from feature_assets.defs.predictions import (
 from feature_assets.defs.raw import raw_snapshot
 from feature_assets.defs.resources import build_resources
 from feature_assets.defs.stale import stale_days_check, stale_days_sensor
-from feature_assets.defs.training import training_data, tune_win_model, tuning_workers, win_model
+from feature_assets.defs.training import (
+    training_data,
+    tune_win_model,
+    tuning_workers,
+    walk_forward_backtest,
+    win_model,
+)
 from feature_assets.feature_sets import registered_sets
 
 feature_set_assets = [feature_set_asset(feature_set) for feature_set in registered_sets()]
@@ -48,6 +54,7 @@ defs = Definitions(
         *feature_set_assets,
         training_data,
         win_model,
+        walk_forward_backtest,
         predictions,
         prediction_results,
     ],

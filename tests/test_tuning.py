@@ -203,11 +203,16 @@ def test_tune_then_model_as_a_new_user_would(feature_lake, optuna_url, tmp_path)
     for _ in range(2):
         done = _dagster(env, *select, "win_model")
         assert done.returncode == 0, done.stderr[-3000:]
+    walked = _dagster(env, *select, "walk_forward_backtest")
+    assert walked.returncode == 0, walked.stderr[-3000:]
     os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
     try:
         with DagsterInstance.get() as instance:
             records = instance.fetch_materializations(AssetKey("win_model"), limit=2).records
             metadata = [r.asset_materialization.metadata for r in records]
+            [walk] = instance.fetch_materializations(
+                AssetKey("walk_forward_backtest"), limit=1
+            ).records
     finally:
         os.environ.pop("DAGSTER_HOME")
     digests = {m["model_sha256"].value for m in metadata}
@@ -224,6 +229,9 @@ def test_tune_then_model_as_a_new_user_would(feature_lake, optuna_url, tmp_path)
     assert latest["backtest_reliability"].value.startswith("![reliability")
     assert "final odds" in latest["odds_assumed"].value
     assert latest["stage"].value.startswith("predicts at close")  # race_features is close
+    walked = walk.asset_materialization.metadata
+    assert walked["bets"].value >= 0 and walked["kelly_bankroll"].value > 0
+    assert "| month | trained up to |" in walked["months"].value
     importance = latest["feature_importance"].value.records
     assert importance and all(0 <= r.data["gain_share"] <= 1 for r in importance)
     for plot in ("search_history", "parameter_importance"):

@@ -14,9 +14,11 @@ import dataclasses
 import datetime as dt
 import hashlib
 import importlib.util
+import json
 import uuid
 from typing import TYPE_CHECKING
 
+import pandas as pd
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -47,7 +49,7 @@ from feature_assets.defs.resources import TrainingStorage
 from feature_assets.feature_sets import registered_sets
 from feature_assets.ops.status import stale_days
 from feature_assets.training import data
-from feature_assets.training.predict import store_model
+from feature_assets.training.predict import MODEL_INFO_PATH, store_model
 
 if TYPE_CHECKING:
     import optuna
@@ -303,6 +305,64 @@ def win_model(
     reliability = live.reliability_plot(live.backtest(test, probabilities))
     metadata = _model_metadata(study, final, info, path, text, reliability)
     return MaterializeResult(metadata=metadata)
+
+
+@asset(
+    deps=[win_model],
+    group_name="training",
+    code_version=_code_version("feature_assets.training.walk_forward"),
+    description="Walk-forward backtest: each month of the test period scored by a model with"
+    " the tuned parameters trained on the days before it; flat and fractional-Kelly bets on"
+    " positive expected returns at the final odds.",
+)
+def walk_forward_backtest(
+    context: AssetExecutionContext, training: TrainingStorage
+) -> MaterializeResult:
+    from feature_assets.training import walk_forward as wf
+
+    table, lineage = _load_training_data(training)
+    try:
+        info = json.loads(training.lake.read_file(MODEL_INFO_PATH))
+    except FileNotFoundError:
+        raise Failure(description="no win model is stored; materialise win_model") from None
+    if info["lineage"].get("training_data") != lineage["training_data"]:
+        raise Failure(
+            description="the stored win model was trained on other training data"
+            f" ({info['lineage'].get('training_data')}, stored: {lineage['training_data']});"
+            " materialise win_model again"
+        )
+    months = wf.walk_forward(
+        table,
+        lineage["features"],
+        info["params"],
+        info["rounds"],
+        available_cpus(),
+        info["seed"],
+        table["split"] == "test",
+    )
+    overall = wf.betting(pd.concat([m.rows for m in months]))
+    lines = ["| month | trained up to | bets | hit rate | flat return | Kelly bankroll |"]
+    lines.append("| --- | --- | --- | --- | --- | --- |")
+    for month in months:
+        bets = wf.betting(month.rows)
+        lines.append(
+            f"| {month.month} | {month.last_training_day} | {bets['bets']} |"
+            f" {bets['hit_rate']:.3f} | {bets['flat_return']:.3f} | {bets['kelly_bankroll']:.3f} |"
+        )
+    context.log.info(
+        f"walk-forward: {len(months)} months in {sum(m.seconds for m in months):.0f} s"
+    )
+    return MaterializeResult(
+        metadata={
+            **{name: MetadataValue.float(float(value)) for name, value in overall.items()},
+            "months": MetadataValue.md("\n".join(lines)),
+            "seconds": MetadataValue.float(round(sum(m.seconds for m in months), 1)),
+            "odds_assumed": MetadataValue.text(
+                "final odds, fixed when betting closed: the returns overstate what a bettor gets"
+            ),
+            "kelly_fraction": MetadataValue.float(wf.KELLY_FRACTION),
+        }
+    )
 
 
 def _study_for(storage, name: str, lineage: dict) -> "optuna.Study":
