@@ -18,6 +18,7 @@ import json
 from dagster import (
     AssetExecutionContext,
     AssetKey,
+    BackfillPolicy,
     Config,
     DefaultScheduleStatus,
     Failure,
@@ -41,6 +42,8 @@ from feature_assets.io.storage import MissingDaysError
 from feature_assets.training import predict
 
 TIMEZONE = "Asia/Tokyo"
+# each run takes its own card and measures its own day (the asset bodies use one partition)
+ONE_DAY_A_RUN = BackfillPolicy.multi_run(1)
 
 
 class PredictionConfig(Config):
@@ -50,6 +53,7 @@ class PredictionConfig(Config):
 @asset(
     deps=[win_model],
     partitions_def=prediction_days,
+    backfill_policy=ONE_DAY_A_RUN,
     group_name="race_day",
     description="The win model's probability, rank in the race and expected return of every"
     " entry on the day's race card, with the card snapshot, model and feature code used.",
@@ -119,6 +123,7 @@ RESULTS_TABLE = "prediction_results"
 @asset(
     deps=[predictions, AssetKey("raw_race_entries")],
     partitions_def=daily_partitions,
+    backfill_policy=ONE_DAY_A_RUN,
     group_name="race_day",
     description="The day's predictions beside what happened: per entry, per day and"
     " cumulatively (log loss, AUC, hit rates, returns of simple rules) with the backtest's"
