@@ -157,6 +157,7 @@ def main() -> None:
         for name in ("log_loss", "auc", "top_pick_hit_rate", "favourite_hit_rate")
         + ("flat_stake_return",)
     )
+    walk = _walk_forward(table, lineage["features"], best.params, final.rounds)
     built = f" Lake and training data built in {lake_seconds:,.0f} s." if lake_seconds else ""
     table_text = f"""Generated {args.days:,} days, {args.races_per_day} races a day, every
 feature set ({len(lineage["features"])} features); train {splits["train"]:,} / validation
@@ -180,9 +181,35 @@ The model (`win_model`'s training: the best trial's parameters, {final.rounds} r
 | metric | validation | test |
 | --- | ---: | ---: |
 {metrics}
+
+{walk}
 """
     write_results(args.out, table_text, START, END, section="## Tuning\n\n")
     print(table_text)
+
+
+def _walk_forward(table, features, params, rounds) -> str:
+    """The walk-forward backtest's cost and figures (`walk_forward_backtest`'s work)."""
+    from feature_assets.training import walk_forward as wf
+
+    started = time.monotonic()
+    months = wf.walk_forward(table, features, params, rounds, 2, 7, table["split"] == "test")
+    seconds = time.monotonic() - started
+    import pandas as pd
+
+    bets = wf.betting(pd.concat([m.rows for m in months]))
+    slowest = max(m.seconds for m in months)
+    return (
+        f"Walk-forward over the test period: {len(months)} monthly models (each trained on"
+        f" every day before its month, {rounds} rounds, 2 threads) in **{seconds:,.0f} s**"
+        f" ({seconds / len(months):,.1f} s a month, the slowest {slowest:,.1f} s). Bets on"
+        f" positive expected return at the final odds: {bets['bets']:,} bets, hit rate"
+        f" {bets['hit_rate']:.3f}, flat return {bets['flat_return']:+.3f} a unit (maximum"
+        f" drawdown {bets['flat_max_drawdown']:,.0f} units), quarter Kelly ends at"
+        f" {bets['kelly_bankroll']:.3f} of the bankroll (maximum drawdown"
+        f" {bets['kelly_max_drawdown']:.0%}); the odds imply a takeout of"
+        f" {bets['implied_takeout']:.1%}."
+    )
 
 
 if __name__ == "__main__":
