@@ -6,6 +6,8 @@ import hashlib
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -287,3 +289,30 @@ def test_a_live_log_loss_outside_the_backtest_range_is_posted(race_day, fake_sla
     assert fields["channel"] == "C1"
     assert f"{RACE_DAY}: log loss of the last 1 race days is" in fields["text"]
     assert "outside the backtest's 0.0100...0.0100" in fields["text"]
+
+
+@pytest.mark.e2e
+def test_the_schedule_predicts_the_tokyo_day_and_is_off_unless_a_cron_is_set(tmp_path):
+    from dagster import DefaultScheduleStatus, build_schedule_context
+
+    from feature_assets.definitions import defs
+    from feature_assets.defs.predictions import predict_today
+
+    assert predict_today.default_status == DefaultScheduleStatus.STOPPED
+    late_evening_utc = dt.datetime(2025, 3, 1, 23, 30, tzinfo=dt.UTC)  # 08:30 on 2 March in Tokyo
+    context = build_schedule_context(
+        scheduled_execution_time=late_evening_utc, repository_def=defs.get_repository_def()
+    )
+    request = predict_today.evaluate_tick(context).run_requests[0]
+    assert request.partition_key == "2025-03-02"
+    code = (
+        "from feature_assets.definitions import defs\n"
+        "s = defs.resolve_schedule_def('predict_today')\n"
+        "print(s.cron_schedule, s.default_status.value, s.execution_timezone)\n"
+    )
+    env = command_env(tmp_path, FEATURE_ASSETS_PREDICT_CRON="15 7 * * *")
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.stdout.split("\n")[0] == "15 7 * * * RUNNING Asia/Tokyo", run.stderr[-2000:]
+    env["FEATURE_ASSETS_PREDICT_CRON"] = "at dawn"
+    bad = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and "FEATURE_ASSETS_PREDICT_CRON: invalid cron" in bad.stderr
