@@ -51,7 +51,7 @@ def predict(day: str | None, card_snapshot: str) -> None:
         result = job.execute_in_process(
             instance=instance,
             partition_key=day,
-            run_config={**config, "loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+            run_config={**config, "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
             raise_on_error=False,
         )
     if not result.success:

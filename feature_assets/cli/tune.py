@@ -27,18 +27,15 @@ def tune(trials: int, parallel: int, study: str | None, wait: bool) -> None:
     """Tune the win model: TRIALS Optuna trials shared by PARALLEL runs.
 
     The trials wait in the study's database (FEATURE_ASSETS_OPTUNA_URL, default a SQLite
-    file in DAGSTER_HOME); the daemon's `tuning_workers` sensor starts the runs. Then
-    materialise `win_model`.
+    file in DAGSTER_HOME); the daemon's `tuning_workers` sensor starts the runs. Without a
+    running daemon, `--wait` runs them here instead, in one worker run of `tune_win_model`
+    recorded on the instance (PARALLEL is then 1). Then materialise `win_model`.
     """
     from feature_assets.defs.resources import TrainingStorage
     from feature_assets.training import data, search
 
-    if wait and not daemon_runs(open_instance(), "SENSOR"):
-        raise click.ClickException(
-            "no dagster-daemon runs for this instance, and only its tuning_workers sensor"
-            " starts the trial runs: start `dagster dev` (or `dagster-daemon run`) with the"
-            " same DAGSTER_HOME, then run this again"
-        )
+    here = wait and not daemon_runs(open_instance(), "SENSOR")
+    parallel = 1 if here else parallel
     training = TrainingStorage(
         storage_url=settings.storage_url(),
         optuna_url=settings.optuna_url(),
@@ -58,7 +55,11 @@ def tune(trials: int, parallel: int, study: str | None, wait: bool) -> None:
         f"study {name}: {trials} trial(s) queued for {parallel} worker run(s) on training data"
         f" {lineage['training_data']} ({lineage['first_day']}...{lineage['last_day']})"
     )
-    warn_without_daemon(instance, "the trials wait")
+    if here:
+        click.echo("no dagster-daemon runs for this instance: the trials run here", err=True)
+        _run_here(instance, name)
+    else:
+        warn_without_daemon(instance, "the trials wait")
     if wait:
         counts = _follow_search(started, settings.trial_heartbeat_seconds())
         finished = counts["COMPLETE"] + counts["PRUNED"]
@@ -75,6 +76,23 @@ def tune(trials: int, parallel: int, study: str | None, wait: bool) -> None:
                 err=True,
             )
             sys.exit(1)
+
+
+def _run_here(instance, study: str) -> None:
+    """One worker run of the tuning job in this process, as the sensor would start it."""
+    from feature_assets.definitions import defs
+    from feature_assets.defs.training import STUDY_TAG, TUNE_JOB
+
+    job = defs.resolve_job_def(TUNE_JOB)
+    job.execute_in_process(
+        instance=instance,
+        run_config={
+            "ops": {"run_trials": {"config": {"study": study}}},
+            "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+        },
+        tags={STUDY_TAG: study},
+        raise_on_error=False,
+    )
 
 
 def _follow_search(study, heartbeat: int) -> dict[str, int]:
