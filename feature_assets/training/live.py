@@ -191,6 +191,8 @@ def _png(figure) -> bytes:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
+    if figure.axes[0].get_xlabel() == "":  # the time series: dates slanted, not overlapping
+        figure.autofmt_xdate()
     figure.tight_layout()
     figure.savefig(buffer, format="png", dpi=80)
     plt.close(figure)
