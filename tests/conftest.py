@@ -300,3 +300,27 @@ def fake_slack():
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}/api/"
     server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def feature_table(history_data):
+    """The built-in set's features of 150 days (from day 250 of the history) with the label
+    and the odds, split by day: 50 train, 25 validation, the last 75 (parts of three calendar
+    months) test."""
+    import numpy as np
+    import pandas as pd
+
+    from feature_assets.core.engine import run_days
+    from feature_assets.feature_sets.race_features import race_features
+
+    days = [(FIRST_DAY + dt.timedelta(days=n)).isoformat() for n in range(250, 400)]
+    outcomes = run_days(race_features, history_data.races, history_data.entries, days)
+    rows = pd.concat([o.rows for o in outcomes if o.ok], ignore_index=True)
+    rows = rows.merge(history_data.entries[["race_id", "lane", "win_odds"]], on=["race_id", "lane"])
+    split = np.select(
+        [rows["race_date"] >= pd.Timestamp(days[75]), rows["race_date"] >= pd.Timestamp(days[50])],
+        ["test", "validation"],
+        "train",
+    )
+    rows["split"] = split
+    return rows.sort_values(["race_date", "race_id", "lane"], ignore_index=True)

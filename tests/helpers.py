@@ -220,6 +220,15 @@ def materialize_command(*partitions: str) -> list[str]:
     ]  # fmt: skip
 
 
+SMALL_PARAMS = {"num_leaves": 7, "learning_rate": 0.1, "min_child_samples": 20}
+SMALL_FEATURES = [
+    "racer_win_rate_90d",
+    "racer_top2_rate_90d",
+    "implied_win_prob",
+    "exhibition_time_rank",
+]
+
+
 def train_small_model(storage, first: dt.date, last: dt.date) -> None:
     """A small win model over the stored days of every registered set (LightGBM with fixed
     parameters, no search), stored where and as `win_model` stores one."""
@@ -230,8 +239,7 @@ def train_small_model(storage, first: dt.date, last: dt.date) -> None:
     window = data.window(first, last, 6, 6)
     table = data.assemble(storage, sets, window.days, window.split_of)
     features = list(data.feature_columns(sets).values())
-    params = {"num_leaves": 7, "learning_rate": 0.1, "min_child_samples": 20}
-    final = model.train_final(table, features, params, threads=1, seed=7)
+    final = model.train_final(table, features, SMALL_PARAMS, threads=1, seed=7)
     lineage = {"sets": {s.name: s.code_version for s in sets}, "features": features}
     test = table[table["split"] == "test"]
     probabilities = model.race_probabilities(final.booster, test, features, final.calibration)

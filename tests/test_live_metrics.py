@@ -14,7 +14,7 @@ def test_platt_calibration_recovers_a_known_distortion():
     won = rng.uniform(size=truth.size) < truth
     logit = np.log(truth / (1 - truth))
     scores = 1 / (1 + np.exp(-(logit - 0.4) / 2))  # an overconfident-shy, shifted model
-    fitted = Calibration.fit(scores, won)
+    fitted = Calibration.fit(scores, won, np.arange(scores.size), "platt")
     assert fitted.slope == pytest.approx(2.0, rel=0.03)
     assert fitted.intercept == pytest.approx(0.4, abs=0.03)
     assert np.allclose(fitted.apply(scores), truth, atol=0.02)

@@ -225,7 +225,7 @@ def test_tune_then_model_as_a_new_user_would(feature_lake, optuna_url, tmp_path)
         assert isinstance(latest[f"{period}_flat_stake_return"].value, float)
     for name in ("log_loss", "winner_log_loss", "ece", "top_pick_hit_rate"):
         assert 0 < latest[f"backtest_{name}"].value < 2, name
-    assert latest["calibration"].value["method"] == "platt"
+    assert latest["calibration"].value["kind"] == "platt"
     assert latest["backtest_reliability"].value.startswith("![reliability")
     assert "final odds" in latest["odds_assumed"].value
     assert latest["stage"].value.startswith("predicts at close")  # race_features is close

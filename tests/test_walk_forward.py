@@ -1,35 +1,21 @@
 """The walk-forward backtest: each month's model learns only from the days before it."""
 
-import datetime as dt
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from feature_assets.core.engine import run_days
-from feature_assets.feature_sets.race_features import race_features
 from feature_assets.training import walk_forward as wf
-from tests.conftest import FIRST_DAY
-
-PARAMS = {"num_leaves": 7, "learning_rate": 0.1, "min_child_samples": 20}
-FEATURES = ["racer_win_rate_90d", "racer_top2_rate_90d", "implied_win_prob", "exhibition_time_rank"]
-
-
-@pytest.fixture(scope="module")
-def table(history_data):
-    """Features of 150 days (from day 250 of the history), the label, the odds, the split:
-    the last 75 days (three calendar months, partly) are the test period."""
-    days = [(FIRST_DAY + dt.timedelta(days=n)).isoformat() for n in range(250, 400)]
-    outcomes = run_days(race_features, history_data.races, history_data.entries, days)
-    rows = pd.concat([o.rows for o in outcomes if o.ok], ignore_index=True)
-    odds = history_data.entries[["race_id", "lane", "win_odds"]]
-    rows = rows.merge(odds, on=["race_id", "lane"])
-    rows["split"] = np.where(rows["race_date"] >= pd.Timestamp(days[75]), "test", "train")
-    return rows.sort_values(["race_date", "race_id", "lane"], ignore_index=True)
+from tests.helpers import SMALL_FEATURES as FEATURES
+from tests.helpers import SMALL_PARAMS as PARAMS
 
 
 def _walk(table):
     return wf.walk_forward(table, FEATURES, PARAMS, 20, 1, 7, table["split"] == "test")
+
+
+@pytest.fixture
+def table(feature_table):
+    return feature_table
 
 
 def test_each_month_learns_only_from_the_days_before_it(table):

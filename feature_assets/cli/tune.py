@@ -11,6 +11,8 @@ import click
 from feature_assets import settings
 from feature_assets.cli.options import daemon_runs, open_instance, warn_without_daemon
 
+JUDGED_BY = {"binary": "log loss", "lambdarank": "NDCG@1"}  # a trial's value, by objective
+
 
 @click.command()
 @click.option("--trials", type=click.IntRange(min=1), required=True, help="Trials to run in all.")
@@ -23,7 +25,16 @@ from feature_assets.cli.options import daemon_runs, open_instance, warn_without_
 )
 @click.option("--study", help="Study to extend; default a new one, win-<UTC time>.")
 @click.option("--wait", is_flag=True, help="Show progress until every trial has finished.")
-def tune(trials: int, parallel: int, study: str | None, wait: bool) -> None:
+@click.option(
+    "--objective",
+    type=click.Choice(["binary", "lambdarank"]),
+    default="binary",
+    show_default=True,
+    help="What the models learn: each entry's win, or the order within each race"
+    " (LightGBM lambdarank, one group per race; trials judged by NDCG@1, probabilities a"
+    " softmax per race).",
+)
+def tune(trials: int, parallel: int, study: str | None, wait: bool, objective: str) -> None:
     """Tune the win model: TRIALS Optuna trials shared by PARALLEL runs.
 
     The trials wait in the study's database (FEATURE_ASSETS_OPTUNA_URL, default a SQLite
@@ -45,7 +56,7 @@ def tune(trials: int, parallel: int, study: str | None, wait: bool) -> None:
         lineage = data.lineage_of(training.lake)
         name = study or f"win-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
         started = search.start_search(
-            training.studies(), name, trials, parallel, lineage["training_data"]
+            training.studies(), name, trials, parallel, lineage["training_data"], objective
         )
         finished_before = sum(search.counts(started)[s] for s in ("COMPLETE", "PRUNED"))
     except (data.TrainingDataError, search.SearchError) as err:
@@ -65,7 +76,7 @@ def tune(trials: int, parallel: int, study: str | None, wait: bool) -> None:
         finished = counts["COMPLETE"] + counts["PRUNED"]
         if counts["COMPLETE"]:
             click.echo(
-                f"best validation log loss {started.best_value:.5f} (trial"
+                f"best validation {JUDGED_BY[objective]} {started.best_value:.5f} (trial"
                 f" {started.best_trial.number}); next: dagster asset materialize -m"
                 " feature_assets.definitions --select win_model"
             )

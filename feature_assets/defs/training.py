@@ -168,11 +168,15 @@ def run_trials(context: OpExecutionContext, config: TuneConfig, training: Traini
     storage = training.studies()
     study = optuna.load_study(study_name=config.study, storage=storage)
     _require_same_training_data(study, lineage)
-    features = lineage["features"]
-    train = model.dataset(table[table["split"] == "train"], features)
-    validation = model.dataset(table[table["split"] == "validation"], features, reference=train)
+    features, learns = lineage["features"], search.objective_of(study)
+    train = model.dataset(table[table["split"] == "train"], features, objective=learns)
+    validation = model.dataset(
+        table[table["split"] == "validation"], features, reference=train, objective=learns
+    )
     threads = config.threads or available_cpus()
-    objective = search.win_objective(train, validation, threads, config.seed, context.run_id)
+    objective = search.win_objective(
+        train, validation, threads, config.seed, context.run_id, learns
+    )
     finished = search.run_trials(storage, config.study, objective)
     context.log.info(f"study {config.study}: this run finished {finished} trial(s)")
 
@@ -279,7 +283,8 @@ def win_model(
     except search.SearchError as err:
         raise Failure(description=str(err)) from None
     threads = available_cpus()
-    final = model.train_final(table, lineage["features"], best.params, threads, config.seed)
+    learns = search.objective_of(study)
+    final = model.train_final(table, lineage["features"], best.params, threads, config.seed, learns)
     text = final.booster.model_to_string()
     test = table[table["split"] == "test"]
     probabilities = model.race_probabilities(
@@ -289,7 +294,8 @@ def win_model(
     info = {
         "stage": max((s.stage for s in sets), key=PREDICTION_STAGES.index, default="card"),
         "odds": "final",
-        "calibration": {"method": "platt", **dataclasses.asdict(final.calibration)},
+        "objective": learns,
+        "calibration": dataclasses.asdict(final.calibration),
         "backtest": live.backtest_record(test, probabilities),
         "study": study.study_name,
         "trial": best.number,
@@ -339,6 +345,7 @@ def walk_forward_backtest(
         available_cpus(),
         info["seed"],
         table["split"] == "test",
+        info.get("objective", "binary"),
     )
     overall = wf.betting(pd.concat([m.rows for m in months]))
     lines = ["| month | trained up to | bets | hit rate | flat return | Kelly bankroll |"]

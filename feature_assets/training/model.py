@@ -18,15 +18,25 @@ from sklearn.metrics import log_loss, roc_auc_score
 from feature_assets.training.data import LABEL, ODDS
 
 METRIC = "binary_logloss"
+# What the model learns: each entry's win on its own (`binary`, the default), or the order
+# within each race (`lambdarank`, one query group per race, the winner relevant); chosen per
+# search (`feature-assets tune --objective`). Each has the validation metric trials are
+# judged and pruned by, and whether lower or higher is better.
+OBJECTIVES = {
+    "binary": ("binary_logloss", "minimize"),
+    "lambdarank": ("ndcg@1", "maximize"),
+}
 MAX_ROUNDS = 2000
 EARLY_STOPPING_ROUNDS = 50  # rounds without a better validation log loss before stopping
 VALIDATION = "validation"
 
 
-def fixed_params(threads: int, seed: int) -> dict:
+def fixed_params(threads: int, seed: int, objective: str = "binary") -> dict:
+    ranking = {"metric": "ndcg", "eval_at": [1]} if objective == "lambdarank" else {}
     return {
-        "objective": "binary",
+        "objective": objective,
         "metric": METRIC,
+        **ranking,
         "verbosity": -1,
         "num_threads": threads,
         "seed": seed,
@@ -64,25 +74,53 @@ def feature_matrix(rows: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
 
 @dataclasses.dataclass(frozen=True)
 class Calibration:
-    """Platt scaling of the model's scores, `sigmoid(slope * logit(p) + intercept)`, fitted
-    on the validation split's scores by the model trained without it.
+    """How scores become probabilities, fitted on the validation split's scores by the model
+    trained without it.
 
-    Platt rather than isotonic: two parameters cannot overfit a year of races; it keeps the
-    order of the scores (isotonic's steps make ties, which blur ranks within a race); and it
-    stays smooth where data are thin (long shots). The identity leaves scores as they are."""
+    `platt` (binary models): `sigmoid(slope * logit(p) + intercept)`, then divided by the
+    race's sum. Platt rather than isotonic: two parameters cannot overfit a year of races; it
+    keeps the order of the scores (isotonic's steps make ties, which blur ranks within a
+    race); and it stays smooth where data are thin (long shots). `softmax` (ranking models,
+    whose scores are no probabilities): a softmax over the race of `slope * score`, the
+    conditional logit, `slope` chosen to minimise the winners' log loss. The defaults are
+    the identity."""
 
+    kind: str = "platt"
     slope: float = 1.0
     intercept: float = 0.0
 
     @classmethod
-    def fit(cls, scores: np.ndarray, won: np.ndarray) -> Calibration:
+    def fit(cls, scores: np.ndarray, won: np.ndarray, race_ids: np.ndarray, kind: str):
+        if kind == "softmax":
+            from scipy.optimize import minimize_scalar
+
+            def winners_log_loss(slope: float) -> float:
+                p = _softmax_by_race(slope * scores, race_ids)
+                return float(-np.log(np.clip(p[won], 1e-15, 1)).mean())
+
+            best = minimize_scalar(winners_log_loss, bounds=(1e-3, 50), method="bounded")
+            return cls("softmax", float(best.x), 0.0)
         from sklearn.linear_model import LogisticRegression
 
         fitted = LogisticRegression(C=1e6).fit(_logit(scores)[:, None], won.astype(int))
-        return cls(float(fitted.coef_[0][0]), float(fitted.intercept_[0]))
+        return cls("platt", float(fitted.coef_[0][0]), float(fitted.intercept_[0]))
 
     def apply(self, scores: np.ndarray) -> np.ndarray:
+        """Platt's map of binary scores (the race's normalisation comes after)."""
         return 1 / (1 + np.exp(-(self.slope * _logit(scores) + self.intercept)))
+
+    def probabilities(self, scores: np.ndarray, race_ids: np.ndarray) -> np.ndarray:
+        """Each entry's win probability within its race."""
+        if self.kind == "softmax":
+            return _softmax_by_race(self.slope * scores, race_ids)
+        calibrated = pd.Series(self.apply(scores))
+        return (calibrated / calibrated.groupby(race_ids).transform("sum")).to_numpy()
+
+
+def _softmax_by_race(values: np.ndarray, race_ids: np.ndarray) -> np.ndarray:
+    values = pd.Series(values)
+    exp = np.exp(values - values.groupby(race_ids).transform("max"))
+    return (exp / exp.groupby(race_ids).transform("sum")).to_numpy()
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -103,18 +141,27 @@ def race_probabilities(
     features: Sequence[str],
     calibration: Calibration = Calibration(),
 ) -> pd.Series:
-    """Each entry's win probability within its race: the model's calibrated scores divided
-    by their race's sum, so that a race's probabilities add up to 1 (the binary model scores
-    each entry alone, and its scores of a race need not)."""
-    calibrated = calibration.apply(scores(booster, rows, features))
-    calibrated = pd.Series(calibrated, index=rows.index)
-    return calibrated / calibrated.groupby(rows["race_id"]).transform("sum")
+    """Each entry's win probability within its race, adding up to 1 in each race (a binary
+    model scores each entry alone, and its scores of a race need not), by `calibration`."""
+    race_ids = rows["race_id"].to_numpy()
+    p = calibration.probabilities(scores(booster, rows, features), race_ids)
+    return pd.Series(p, index=rows.index)
 
 
-def dataset(rows: pd.DataFrame, features: Sequence[str], reference=None) -> lgb.Dataset:
+def dataset(
+    rows: pd.DataFrame, features: Sequence[str], reference=None, objective: str = "binary"
+) -> lgb.Dataset:
+    """The rows as LightGBM trains on them; for `lambdarank` one query group per race (the
+    rows of a race are consecutive: the training table is sorted by day, race and lane)."""
+    group = None
+    if objective == "lambdarank":
+        race_ids = rows["race_id"].to_numpy()
+        starts = np.flatnonzero(np.r_[True, race_ids[1:] != race_ids[:-1]])
+        group = np.diff(np.r_[starts, len(race_ids)])
     return lgb.Dataset(
         feature_matrix(rows, features),
         label=rows[LABEL].astype(int).to_numpy(),
+        group=group,
         reference=reference,
         free_raw_data=False,
     )
@@ -141,12 +188,18 @@ def fit(
     )
 
 
-def evaluate(booster: lgb.Booster, rows: pd.DataFrame, features: Sequence[str]) -> dict:
-    """Log loss and AUC of the entries; per race, how often the model's top pick and the
-    market favourite (lowest odds) win, and the return of one unit staked on each race's
-    pick at its final odds, as net return per unit (0 = break even, -0.25 = a quarter lost;
-    races whose pick has no odds are not bet)."""
-    predicted = scores(booster, rows, features)
+def evaluate(
+    booster: lgb.Booster, rows: pd.DataFrame, features: Sequence[str], objective: str = "binary"
+) -> dict:
+    """Log loss and AUC of the entries (a ranking model's scores as a softmax per race);
+    per race, how often the model's top pick and the market favourite (lowest odds) win, and
+    the return of one unit staked on each race's pick at its final odds, as net return per
+    unit (0 = break even, -0.25 = a quarter lost; races whose pick has no odds are not bet)."""
+    if objective == "lambdarank":
+        predicted = race_probabilities(booster, rows, features, Calibration("softmax"))
+        predicted = predicted.to_numpy()
+    else:
+        predicted = scores(booster, rows, features)
     won = rows[LABEL].to_numpy(dtype=bool)
     scored = pd.DataFrame(
         {
@@ -182,26 +235,40 @@ class FinalModel:
 
 
 def train_final(
-    table: pd.DataFrame, features: Sequence[str], params: dict, threads: int, seed: int
+    table: pd.DataFrame,
+    features: Sequence[str],
+    params: dict,
+    threads: int,
+    seed: int,
+    objective: str = "binary",
 ) -> FinalModel:
     """The parameters trained on the training period with early stopping on validation
     (its rounds, validation metrics and the calibration of its validation scores), then on
     training + validation for that many rounds, evaluated once on the test period."""
-    params = {**fixed_params(threads, seed), **params}
+    params = {**fixed_params(threads, seed, objective), **params}
     train = table[table["split"] == "train"]
     validation = table[table["split"] == "validation"]
-    train_set = dataset(train, features)
-    tuned = fit(params, train_set, dataset(validation, features, reference=train_set))
+    train_set = dataset(train, features, objective=objective)
+    tuned = fit(
+        params,
+        train_set,
+        dataset(validation, features, reference=train_set, objective=objective),
+    )
     rounds = tuned.best_iteration or MAX_ROUNDS
     learnt_from = table[table["split"] != "test"]
-    final = fit(params, dataset(learnt_from, features), rounds=rounds)
-    won = validation[LABEL].to_numpy(bool)
+    final = fit(params, dataset(learnt_from, features, objective=objective), rounds=rounds)
+    calibration = Calibration.fit(
+        scores(tuned, validation, features),
+        validation[LABEL].to_numpy(bool),
+        validation["race_id"].to_numpy(),
+        "softmax" if objective == "lambdarank" else "platt",
+    )
     return FinalModel(
         booster=final,
         rounds=rounds,
-        validation=evaluate(tuned, validation, features),
-        test=evaluate(final, table[table["split"] == "test"], features),
-        calibration=Calibration.fit(scores(tuned, validation, features), won),
+        validation=evaluate(tuned, validation, features, objective),
+        test=evaluate(final, table[table["split"] == "test"], features, objective),
+        calibration=calibration,
     )
 
 

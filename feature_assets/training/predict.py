@@ -62,7 +62,11 @@ class Model:
         from feature_assets.training.model import Calibration
 
         recorded = self.info.get("calibration", {})
-        return Calibration(recorded.get("slope", 1.0), recorded.get("intercept", 0.0))
+        return Calibration(
+            recorded.get("kind", "platt"),
+            recorded.get("slope", 1.0),
+            recorded.get("intercept", 0.0),
+        )
 
 
 def store_model(storage: DailyParquetStorage, text: str, info: dict) -> str:

@@ -25,10 +25,17 @@ import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from feature_assets.training.model import METRIC, VALIDATION, fit, fixed_params, suggest_params
+from feature_assets.training.model import (
+    OBJECTIVES,
+    VALIDATION,
+    fit,
+    fixed_params,
+    suggest_params,
+)
 
 WORKERS_ATTR = "workers"  # how many workers the search asked for (the sensor starts them)
 TRAINING_DATA_ATTR = "training_data"  # the id of the training table the search is tuned on
+OBJECTIVE_ATTR = "objective"  # what its models learn (model.OBJECTIVES)
 # boosting rounds between a trial's reports to the study (and pruning checks): each is a
 # write and a read of the database, which every round would make the workers queue for
 REPORT_EVERY = 10
@@ -98,13 +105,26 @@ def _serialise_sqlite(engine) -> None:
 
 
 def start_search(
-    storage: RDBStorage, name: str, trials: int, workers: int, training_data: str
+    storage: RDBStorage,
+    name: str,
+    trials: int,
+    workers: int,
+    training_data: str,
+    objective: str = "binary",
 ) -> optuna.Study:
     """Adds `trials` waiting trials to study `name` (created if new) and asks for `workers`
-    workers. A study is tuned on one training table: extending it on another is refused."""
+    workers. A study is tuned on one training table and one objective (`model.OBJECTIVES`):
+    extending it on another is refused."""
+    direction = OBJECTIVES[objective][1]
     study = optuna.create_study(
-        study_name=name, storage=storage, direction="minimize", load_if_exists=True
+        study_name=name, storage=storage, direction=direction, load_if_exists=True
     )
+    if objective_of(study) != objective and study.user_attrs.get(TRAINING_DATA_ATTR):
+        raise SearchError(
+            f"study {name!r} tunes the {objective_of(study)} objective, not {objective};"
+            " start a new study (--study NEW_NAME)"
+        )
+    study.set_user_attr(OBJECTIVE_ATTR, objective)
     tuned_on = study.user_attrs.get(TRAINING_DATA_ATTR)
     if tuned_on not in (None, training_data):
         raise SearchError(
@@ -118,6 +138,11 @@ def start_search(
     return study
 
 
+def objective_of(study: optuna.Study) -> str:
+    """The objective a study tunes (studies from before objectives were chosen: binary)."""
+    return study.user_attrs.get(OBJECTIVE_ATTR, "binary")
+
+
 def counts(study: optuna.Study) -> dict[str, int]:
     """Trials by state name (WAITING, RUNNING, COMPLETE, PRUNED, FAIL)."""
     result = {state.name: 0 for state in TrialState}
@@ -126,20 +151,25 @@ def counts(study: optuna.Study) -> dict[str, int]:
     return result
 
 
-def win_objective(train, validation, threads: int, seed: int, worker: str) -> Callable:
+def win_objective(
+    train, validation, threads: int, seed: int, worker: str, learns: str = "binary"
+) -> Callable:
     """One trial: LightGBM with the trial's parameters, early stopping on the validation
-    period, pruned by Optuna when its validation log loss lags the other trials'."""
+    period, pruned by Optuna when its validation metric (log loss; NDCG@1 for lambdarank)
+    lags the other trials'."""
     from optuna_integration import LightGBMPruningCallback
+
+    metric = OBJECTIVES[learns][0]
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", worker)
-        params = {**fixed_params(threads, seed), **suggest_params(trial)}
+        params = {**fixed_params(threads, seed, learns), **suggest_params(trial)}
         pruning = LightGBMPruningCallback(
-            trial, METRIC, valid_name=VALIDATION, report_interval=REPORT_EVERY
+            trial, metric, valid_name=VALIDATION, report_interval=REPORT_EVERY
         )
         booster = fit(params, train, validation, callbacks=[pruning])
         trial.set_user_attr("best_iteration", booster.best_iteration)
-        return booster.best_score[VALIDATION][METRIC]
+        return booster.best_score[VALIDATION][metric]
 
     return objective
 

@@ -4,9 +4,10 @@ days before that month, and bet on as a bettor would.
 For each calendar month M of the test period, a model with the tuned parameters and the final
 model's number of rounds is trained on every day before M's first day (earlier test months
 included: that is what a bettor retraining monthly would have had) and scores M. Its scores
-are normalised per race, not Platt-calibrated: a calibration per month would need a second
-held-out period and a second training per month. Cost: one training per month of the test
-period, each on all the days before it (the benchmark prints it).
+are normalised per race (a softmax for a ranking model), not calibrated: a calibration per
+month would need a second held-out period and a second training per month. Cost: one
+training per month of the test period, each on all the days before it (the benchmark prints
+it).
 
 Bets, at the final odds (the only odds the source keeps, later than any real bet), on every
 entry whose expected return is positive: a flat unit stake, and fractional Kelly (the Kelly
@@ -50,18 +51,21 @@ def walk_forward(
     threads: int,
     seed: int,
     test: pd.Series,
+    objective: str = "binary",
 ) -> list[Month]:
     """The months of the rows selected by `test` (a boolean mask of `table`), each scored by
     a model trained on the rows dated before it."""
-    params = {**model.fixed_params(threads, seed), **params}
+    params = {**model.fixed_params(threads, seed, objective), **params}
+    uncalibrated = model.Calibration("softmax" if objective == "lambdarank" else "platt")
     scored = []
     for month in months_of(table.loc[test, "race_date"]):
         started = time.perf_counter()
         first_day = month.start_time
         learnt_from = table[table["race_date"] < first_day]
         of_month = table[test & (table["race_date"].dt.to_period("M") == month)]
-        booster = model.fit(params, model.dataset(learnt_from, features), rounds=rounds)
-        probabilities = model.race_probabilities(booster, of_month, features)
+        training = model.dataset(learnt_from, features, objective=objective)
+        booster = model.fit(params, training, rounds=rounds)
+        probabilities = model.race_probabilities(booster, of_month, features, uncalibrated)
         rows = of_month[["race_date", "race_id", "lane", ODDS]].assign(
             win_probability=probabilities, won=of_month[LABEL].to_numpy(bool)
         )
