@@ -136,7 +136,7 @@ def prediction_results(
 
     day, lake = context.partition_key, training.lake
     for table in (predict.TABLE, "raw_race_entries"):
-        if day not in lake.stored_days(table):
+        if not lake.filesystem.get_file_info(lake.day_path(table, day)).is_file:  # one file
             raise Failure(description=f"{day}: {table} is not stored for the day")
     predicted = lake.read_days(predict.TABLE, [day])
     rows = live.outcomes(predicted, lake.read_days("raw_race_entries", [day]))
