@@ -242,7 +242,13 @@ def test_instance_values_are_valid_dagster_instance_config(gcs_bucket):
                 "bucket": gcs_bucket.name,
             },
         },
-        "run_coordinator": {"module": "dagster.core.run_coordinator", "class": coordinator["type"]},
+        # _run-coordinator.tpl renders only the queue's keys that are set; none may be one of
+        # concurrency.runs' (dagster-io/dagster#33225): the instance would refuse to load
+        "run_coordinator": {
+            "module": "dagster.core.run_coordinator",
+            "class": coordinator["type"],
+            "config": _snake_keys(coordinator["config"]["queuedRunCoordinator"]),
+        },
         "run_monitoring": _snake_keys(daemon["runMonitoring"]),
         "run_retries": _snake_keys(daemon["runRetries"]),
         "concurrency": {
@@ -252,6 +258,7 @@ def test_instance_values_are_valid_dagster_instance_config(gcs_bucket):
     }
     with instance_for_test(overrides=overrides) as instance:
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 15
+        assert instance.run_coordinator.dequeue_interval_seconds == 1
         assert (
             instance.run_retries_enabled and not instance.run_retries_retry_on_asset_or_op_failure
         )
