@@ -249,6 +249,9 @@ def test_outputs_of_an_input_replaced_since_it_was_read_are_not_written(tmp_path
     storage.write_tables({"raw": _frame(raw_days)}, raw_days, dict.fromkeys(raw_days, 100.0))
     read = storage.read_days("raw", raw_days, _SCHEMA)
     assert read.attrs["snapshot_at"] == dict.fromkeys(raw_days, 100.0)
+    # pandas deep-copies attrs into every derived frame: the read's times travel as one object
+    derived = read[read["race_date"] > pd.Timestamp("2024-01-01")].copy()
+    assert derived.attrs["snapshot_at"] is read.attrs["snapshot_at"]
     # another run stores a newer snapshot of the second day after this run read it
     storage.write_tables({"raw": _frame(["2024-01-02"])}, ["2024-01-02"], {"2024-01-02": 150.0})
     inputs = ReadInputs("raw", read.attrs["snapshot_at"], readers=lambda day: [day])

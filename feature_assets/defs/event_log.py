@@ -18,6 +18,8 @@ then the cross-run index), each opening a new engine: about 15 ms an event, minu
 planned and stored days of a long ranged run. It writes a batch in one transaction per
 file. `dagster_home/dagster.yaml` uses it, and the code location sets
 DAGSTER_EVENT_BATCH_SIZE (settings.enable_event_batches) so that Dagster sends batches.
+
+Both also index each materialization's code version (`IndexedCodeVersions`).
 """
 
 import os
@@ -26,6 +28,7 @@ from typing import Any
 
 from dagster import DagsterEventType, EventLogEntry, Field
 from dagster._config import StringSource
+from dagster._core.definitions.data_version import CODE_VERSION_TAG
 from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS, BATCH_WRITABLE_EVENTS
 from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite import SqliteEventLogStorage
@@ -35,7 +38,18 @@ from dagster_postgres.event_log import PostgresEventLogStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
 
-class BatchedPostgresEventLogStorage(PostgresEventLogStorage):
+class IndexedCodeVersions:
+    """Indexes the code version tag of asset events beside the data version (the only tag
+    Dagster indexes), so the code version each stored day was computed by is one indexed
+    query (`get_latest_tags_by_partition`) instead of every day's event deserialised
+    (~0.75 ms a day: 2.7 s for ten years, in every run of a feature set: its stale-days
+    check, feature_assets/ops/status.py)."""
+
+    def get_asset_tags_to_index(self, tag_keys: set[str]) -> set[str]:
+        return super().get_asset_tags_to_index(tag_keys) | (tag_keys & {CODE_VERSION_TAG})
+
+
+class BatchedPostgresEventLogStorage(IndexedCodeVersions, PostgresEventLogStorage):
     """`PostgresEventLogStorage` that also bulk-inserts batches of planned events."""
 
     @classmethod
@@ -73,7 +87,7 @@ class BatchedPostgresEventLogStorage(PostgresEventLogStorage):
                 self._store_asset_event(conn, event, event_id)
 
 
-class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
+class BatchedSqliteEventLogStorage(IndexedCodeVersions, SqliteEventLogStorage):
     """`SqliteEventLogStorage` that stores a batch of one run's events in one transaction on
     the run's file and one on the index, updating each asset's index row once per batch.
 

@@ -31,6 +31,7 @@ from dagster import (
     TimeWindowPartitionMapping,
     asset,
 )
+from dagster._core.definitions.data_version import CODE_VERSION_TAG
 from dagster._core.storage.tags import RETRY_ON_ASSET_OR_OP_FAILURE_TAG
 
 from feature_assets import settings
@@ -49,7 +50,6 @@ from feature_assets.io.storage import ReadInputs, StoredDays
 INVALID_RACES_BY_DAY = "invalid_races_by_day"
 ERRORS_BY_DAY = "errors_by_day"
 K8S_CONFIG_TAG = "dagster-k8s/config"
-CODE_VERSION_TAG = "dagster/code_version"
 PODS_PER_NODE_TAG = "feature_assets/pods_per_node"  # how many of the run's pods a node holds
 DAYS_DESCRIBED = 50  # failed days a failure's description tells one by one
 SUPERSEDED = "raw history replaced meanwhile"  # a failure kind beside the engine's

@@ -18,6 +18,7 @@ from dagster import (
     DagsterRunStatus,
     RunsFilter,
 )
+from dagster._core.definitions.data_version import CODE_VERSION_TAG
 from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
@@ -27,11 +28,7 @@ from dagster._core.storage.tags import (
 
 from feature_assets.core.dates import compact_days
 from feature_assets.core.feature_set import FeatureSet
-from feature_assets.defs.features import (
-    CODE_VERSION_TAG,
-    ERRORS_BY_DAY,
-    INVALID_RACES_BY_DAY,
-)
+from feature_assets.defs.features import ERRORS_BY_DAY, INVALID_RACES_BY_DAY
 from feature_assets.defs.partitions import daily_partitions
 from feature_assets.feature_sets import registered_sets
 
@@ -284,13 +281,18 @@ def stale_days(instance: DagsterInstance, feature_set: FeatureSet) -> list[str]:
     than its current code (each materialisation records the asset's code version)."""
     name, current = feature_set.name, feature_set.current_versions
     asset = AssetKey(name)
-    latest = instance.get_latest_storage_id_by_partition(
-        asset, DagsterEventType.ASSET_MATERIALIZATION
-    )
+    stored = DagsterEventType.ASSET_MATERIALIZATION
+    latest = instance.get_latest_storage_id_by_partition(asset, stored)
     if not latest:
         return []
-    day_of = {storage_id: day for day, storage_id in latest.items()}
-    stale = []
+    versions = {}
+    events = instance.event_log_storage
+    if events.get_asset_tags_to_index({CODE_VERSION_TAG}):  # feature_assets.defs.event_log
+        tags = events.get_latest_tags_by_partition(asset, stored, [CODE_VERSION_TAG])
+        versions = {day: day_tags[CODE_VERSION_TAG] for day, day_tags in tags.items()}
+    stale = [day for day, version in versions.items() if version not in current]
+    # days stored before their code version was indexed, or on Dagster's own event log
+    day_of = {storage_id: day for day, storage_id in latest.items() if day not in versions}
     ids = sorted(day_of)
     for start in range(0, len(ids), 1000):
         records = instance.fetch_materializations(
