@@ -16,7 +16,7 @@ cycle. For each launch it prints where the time went, from the instance's own re
 Also the floor: the same days as one `dagster asset materialize` (no daemon at all).
 Prints the figures; asserts none.
 
-    python benchmarks/ui_backfill.py [--days 400] [--repeat 3]
+    python benchmarks/ui_backfill.py [--days 400] [--repeat 3] [--sizes 5,60]
 """
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=400, help="stored days before today")
     parser.add_argument("--repeat", type=int, default=3, help="launches of each size")
     parser.add_argument("--sizes", default="5,60", help="days per backfill")
+    parser.add_argument(
+        "--spread", type=float, default=30, help="launch at a random moment of this many seconds"
+    )
     args = parser.parse_args()
     yesterday = dt.datetime.now(TOKYO).date() - dt.timedelta(days=1)
     first = yesterday - dt.timedelta(days=args.days - 1)
@@ -69,7 +72,7 @@ def main() -> None:
             results = {size: [] for size in sizes}
             for _ in range(args.repeat):
                 for size in sizes:
-                    time.sleep(random.uniform(0, 30))  # a random moment of the daemon's cycle
+                    time.sleep(random.uniform(0, args.spread))  # a moment of the daemon's cycle
                     results[size].append(_timed_backfill(instance, port, yesterday, size))
     config = _queue_config()
     print(f"embedded default (SQLite instance), {config}; backfill daemon tick: 30 s (fixed)")

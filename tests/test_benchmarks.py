@@ -98,3 +98,16 @@ def test_predict_day_benchmark_smoke():
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     assert "feature-assets predict, one day of 4 races, wall: median" in run.stdout
     assert "compute the sets and score" in run.stdout
+
+
+def test_ui_backfill_benchmark_smoke():
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "ui_backfill.py"), "--days", "12",
+         "--repeat", "1", "--sizes", "2", "--spread", "0"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    assert "2-day backfill of race_features, 1 launches:" in run.stdout
+    for stage in ("runs created", "last run started", "days stored", "backfill completed"):
+        assert f"launch -> {stage}" in run.stdout, stage
+    assert "floor: one `dagster asset materialize` of the same days" in run.stdout

@@ -5,7 +5,17 @@ import datetime as dt
 
 import pandas as pd
 import pytest
-from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, instance_for_test
+from dagster import (
+    AssetCheckKey,
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterEventType,
+    instance_for_test,
+)
+from dagster._core.definitions.data_version import CODE_VERSION_TAG
+from dagster._core.storage.asset_check_execution_record import (
+    AssetCheckExecutionRecordStatus as CheckStatus,
+)
 from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
 from feature_assets.defs.event_log import (
@@ -13,7 +23,9 @@ from feature_assets.defs.event_log import (
     BatchedSqliteEventLogStorage,
 )
 from feature_assets.defs.partitions import daily_partitions
+from feature_assets.feature_sets.race_features import race_features
 from feature_assets.io import synthetic
+from feature_assets.ops.status import stale_days
 from tests.conftest import FIRST_DAY, fresh_mysql_database
 from tests.helpers import CONTRACT_ASSETS, materialize_range
 
@@ -103,5 +115,23 @@ def test_partition_status_with_batched_events(
             assert stored == (days if asset != "race_features" else sorted(set(days) - bad_days))
             latest = instance.get_latest_materialization_event(AssetKey(asset))
             assert latest is not None and latest.run_id == result.run_id
+        # the per-day check: planned for every day at once, each day then evaluated
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            AssetCheckKey(AssetKey("raw_races"), "no_invalid_races"), limit=1000
+        )
+        by_day = {r.partition: r.status for r in history if r.partition}  # and the run's own
+        assert sorted(by_day) == days
+        failed = {day for day, status in by_day.items() if status == CheckStatus.FAILED}
+        assert failed == bad_days
+        assert set(by_day.values()) <= {CheckStatus.SUCCEEDED, CheckStatus.FAILED}
+        # each stored day's code version is indexed: the stale-days check reads only that
+        versions = instance.event_log_storage.get_latest_tags_by_partition(
+            AssetKey("race_features"), DagsterEventType.ASSET_MATERIALIZATION, [CODE_VERSION_TAG]
+        )
+        assert sorted(versions) == sorted(set(days) - bad_days)
+        assert {tags[CODE_VERSION_TAG] for tags in versions.values()} == {
+            race_features.code_version
+        }
+        assert stale_days(instance, race_features) == []
         if kind == "sqlite" and result.success:  # the days' materialisations came as batches
             assert DagsterEventType.ASSET_MATERIALIZATION not in stored_one_by_one

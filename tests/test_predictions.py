@@ -11,6 +11,8 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from dagster import instance_for_test, materialize
 from sklearn.metrics import log_loss
@@ -19,7 +21,7 @@ from feature_assets.defs.predictions import prediction_results, predictions
 from feature_assets.defs.resources import SlackAlerts, SourceDatabase, TrainingStorage
 from feature_assets.feature_sets import registered_sets
 from feature_assets.io import cards, synthetic
-from feature_assets.io.source import connect
+from feature_assets.io.source import SourceLocation, connect
 from feature_assets.io.storage import DailyParquetStorage
 from feature_assets.training import data, model, predict
 from tests.conftest import FIRST_DAY, fresh_mysql_database
@@ -30,6 +32,7 @@ from tests.helpers import (
     materialize_days,
     train_small_model,
 )
+from tests.tcp_proxy import TcpProxy, proxied_url
 
 DAYS = 40
 RACE_DAY = (FIRST_DAY + dt.timedelta(days=DAYS - 1)).isoformat()
@@ -193,6 +196,77 @@ def test_a_day_whose_history_is_not_stored_fails_naming_the_days(race_day, tmp_p
     assert text.startswith(f"{RACE_DAY}: the history of the prediction lacks")
     assert f"{FIRST_DAY}..." in text and "feature-assets backfill --range" in text
     assert lake.stored_days(predict.TABLE) == []
+
+
+def _copied_lake(race_day, tmp_path) -> tuple[str, DailyParquetStorage]:
+    copy = tmp_path / "lake"
+    shutil.copytree(race_day["storage"], copy)
+    return str(copy), DailyParquetStorage(str(copy))
+
+
+def _failure_text(result) -> str:
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    return failure.step_failure_data.user_failure_data.description
+
+
+def _silently_damaged(data: bytes) -> bytes:
+    """`data` with one bit flipped where, read without page checksums, the file still reads
+    whole but holds other values (the damage a checksum must catch)."""
+    whole = pq.read_table(pa.BufferReader(data))
+    for at in range(4, len(data) - 8):  # between the magic bytes
+        damaged = bytearray(data)
+        damaged[at] ^= 0x01
+        try:
+            read = pq.read_table(pa.BufferReader(bytes(damaged)))
+        except (OSError, ValueError, pa.ArrowException):
+            continue
+        if not read.equals(whole):
+            return bytes(damaged)
+    raise AssertionError("no silent damage found")
+
+
+def test_a_damaged_card_fails_naming_it_and_the_stored_predictions_stay(race_day, tmp_path):
+    storage, lake = _copied_lake(race_day, tmp_path)
+    snapshot = race_day["first_card"][0]
+    path = tmp_path / "lake" / cards.TABLE / f"race_date={RACE_DAY}" / f"{snapshot}.parquet"
+    path.write_bytes(_silently_damaged(path.read_bytes()))
+    before = lake.read_file(f"{predict.TABLE}/race_date={RACE_DAY}/data.parquet")
+    result = _predict(race_day["instance"], race_day["url"], storage, snapshot=snapshot)
+    assert not result.success
+    text = _failure_text(result)
+    assert text.startswith(f"{RACE_DAY}: race card snapshot {snapshot} of {RACE_DAY} is damaged")
+    assert f"feature-assets predict --day {RACE_DAY}" in text
+    assert lake.read_file(f"{predict.TABLE}/race_date={RACE_DAY}/data.parquet") == before
+
+
+def test_a_damaged_model_fails_instead_of_scoring_with_other_numbers(race_day, tmp_path):
+    storage, lake = _copied_lake(race_day, tmp_path)
+    text = lake.read_file(predict.MODEL_PATH).decode()
+    # a changed digit of a split threshold still parses: only the recorded hash tells
+    at = text.index("threshold=") + len("threshold=")
+    digit = next(i for i in range(at, len(text)) if text[i] in "123456789")
+    changed = text[:digit] + str(int(text[digit]) % 9 + 1) + text[digit + 1 :]
+    lake.write_file(predict.MODEL_PATH, changed.encode())
+    result = _predict(race_day["instance"], race_day["url"], storage)
+    assert not result.success
+    text = _failure_text(result)
+    assert f"{RACE_DAY}: the stored win model" in text and "materialise win_model again" in text
+    assert len(cards.snapshot_ids(lake, RACE_DAY)) == 2  # no card taken for a run that fails
+
+
+def test_a_source_link_that_keeps_dropping_fails_naming_the_day(race_day, tmp_path):
+    storage, lake = _copied_lake(race_day, tmp_path)
+    before = lake.read_file(f"{predict.TABLE}/race_date={RACE_DAY}/data.parquet")
+    location = SourceLocation.from_url(race_day["url"])
+    with TcpProxy(location.host, location.port) as proxy:
+        proxy.cut_after_bytes(2_000, times=100)  # every read loses the link mid-rows
+        result = _predict(race_day["instance"], proxied_url(race_day["url"], proxy), storage)
+    assert not result.success
+    text = _failure_text(result)
+    assert text.startswith(f"{RACE_DAY}: ") and "Lost connection" in text
+    assert f"reading day {RACE_DAY}" in text
+    assert len(cards.snapshot_ids(lake, RACE_DAY)) == 2  # no new card, half read or not
+    assert lake.read_file(f"{predict.TABLE}/race_date={RACE_DAY}/data.parquet") == before
 
 
 @pytest.mark.e2e

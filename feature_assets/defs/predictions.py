@@ -38,7 +38,8 @@ from feature_assets.defs.resources import SlackAlerts, SourceDatabase, TrainingS
 from feature_assets.defs.training import win_model
 from feature_assets.feature_sets import registered_sets
 from feature_assets.io import cards
-from feature_assets.io.storage import MissingDaysError
+from feature_assets.io.source import SourceUnavailableError
+from feature_assets.io.storage import DamagedDayError, MissingDaysError
 from feature_assets.training import predict
 
 TIMEZONE = "Asia/Tokyo"
@@ -71,7 +72,13 @@ def predictions(
         card = _card(day, config, source, lake)
         history = predict.read_history(lake, predict.history_span(sets, day, settings.start_date()))
         rows = predict.predict(model, sets, card, history)
-    except (predict.PredictionError, MissingDaysError, cards.NoCardError) as err:
+    except (
+        predict.PredictionError,
+        MissingDaysError,
+        DamagedDayError,
+        cards.NoCardError,
+        SourceUnavailableError,
+    ) as err:
         raise Failure(description=f"{day}: {err}") from None
     lake.write_days(predict.TABLE, rows, [day])
     return MaterializeResult(metadata=_metadata(rows, card, model, sets))

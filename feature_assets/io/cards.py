@@ -6,7 +6,9 @@ from the raw days (which stay the record of the day after its results): the entr
 with their race's columns, as known at `close` at most (`schema.KNOWN_AT`); the result
 columns are never stored, even when the source already holds them. `taken_at` is the source
 server's clock when it was read. A later snapshot (a racer scratched, odds moved) is a new
-file; none is ever overwritten, so a prediction can always name the card it used.
+file; none is ever overwritten, so a prediction can always name the card it used. Pages
+carry CRC checksums, verified on read: a damaged snapshot fails naming itself
+(`DamagedDayError`), never reads as other odds.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from feature_assets.core import schema
-from feature_assets.io.storage import PARTITION_COLUMN, DailyParquetStorage
+from feature_assets.io.storage import PARTITION_COLUMN, DailyParquetStorage, DamagedDayError
 
 TABLE = "race_cards"
 TAKEN_AT_KEY = b"feature_assets.taken_at"
@@ -66,7 +68,7 @@ def store(storage: DailyParquetStorage, card: Card) -> str:
     table = pa.Table.from_pandas(joined, preserve_index=False)
     metadata = {**(table.schema.metadata or {}), TAKEN_AT_KEY: repr(card.taken_at).encode()}
     buffer = io.BytesIO()
-    pq.write_table(table.replace_schema_metadata(metadata), buffer)
+    pq.write_table(table.replace_schema_metadata(metadata), buffer, write_page_checksum=True)
     return storage.write_file(path, buffer.getvalue())
 
 
@@ -90,8 +92,14 @@ def read(storage: DailyParquetStorage, day: str, snapshot: str | None = None) ->
         )
     chosen = snapshot or ids[-1]
     data = storage.read_file(f"{TABLE}/{PARTITION_COLUMN}={day}/{chosen}.parquet")
-    table = pq.read_table(pa.BufferReader(data))
-    taken_at = float(table.schema.metadata[TAKEN_AT_KEY])
+    try:
+        table = pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
+        taken_at = float(table.schema.metadata[TAKEN_AT_KEY])
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as err:
+        raise DamagedDayError(
+            f"race card snapshot {chosen} of {day} is damaged ({type(err).__name__}: {err});"
+            f" take a new one with: feature-assets predict --day {day}"
+        ) from None
     joined = table.to_pandas()
     races = joined.drop_duplicates("race_id")[["race_id", "race_date", *_RACE_COLUMNS]]
     races = schema.typed_frame(races.reset_index(drop=True), schema.RACES_COLUMNS)

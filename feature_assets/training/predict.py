@@ -36,6 +36,9 @@ RACE_COLUMNS = ["venue_code", "race_no"]
 OUTPUT = ["win_probability", "rank", "win_odds", "expected_return"]
 
 
+RETRAIN = "materialise win_model again"
+
+
 class PredictionError(ValueError):
     """The day cannot be predicted; the message names the day and the cause."""
 
@@ -71,9 +74,14 @@ class Model:
 
 def store_model(storage: DailyParquetStorage, text: str, info: dict) -> str:
     """Stores the booster's text and what was recorded of it; returns the model's path."""
+    info = {**info, "model_sha256": _sha256(text)}  # read back: a damaged model fails
     path = storage.write_file(MODEL_PATH, text.encode())
     storage.write_file(MODEL_INFO_PATH, json.dumps(info, indent=2).encode())
     return path
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def load_model(storage: DailyParquetStorage) -> Model:
@@ -87,7 +95,15 @@ def load_model(storage: DailyParquetStorage) -> Model:
             "no win model is stored; train one (docs/training.md): materialise training_data,"
             " feature-assets tune, then materialise win_model"
         ) from None
-    sha = hashlib.sha256(text.encode()).hexdigest()[:16]
+    except ValueError as err:  # bad UTF-8 or JSON
+        raise PredictionError(f"the stored win model is damaged ({err}); {RETRAIN}") from None
+    sha = _sha256(text)
+    recorded = info.get("model_sha256", sha)  # models stored before it was recorded: trusted
+    if sha != recorded:  # a damaged file, or a crash between the model and its record
+        raise PredictionError(
+            f"the stored win model ({MODEL_PATH}, sha256 {sha}) is not the one its record"
+            f" ({MODEL_INFO_PATH}) was written for (sha256 {recorded}); {RETRAIN}"
+        )
     return Model(lgb.Booster(model_str=text), info, sha)
 
 
