@@ -23,6 +23,7 @@ from feature_assets.defs.automation import (
 )
 from feature_assets.defs.features import feature_set_asset
 from feature_assets.defs.predictions import (
+    measure_predicted_days,
     predict_job,
     predict_today,
     prediction_results,
@@ -61,7 +62,13 @@ defs = Definitions(
     asset_checks=[stale_days_check(feature_set) for feature_set in registered_sets()],
     jobs=[race_features_job, tune_win_model, predict_job],
     schedules=[daily_race_features, predict_today],
-    sensors=[slack_on_run_failure, recompute_after_corrections, tuning_workers, stale_days_sensor],
+    sensors=[
+        slack_on_run_failure,
+        recompute_after_corrections,
+        tuning_workers,
+        stale_days_sensor,
+        measure_predicted_days,
+    ],
     resources=build_resources(),
     # The steps run one after the other in one process (features need the snapshot); a
     # feature set spreads its days over worker processes itself (FEATURE_ASSETS_WORKERS).

@@ -365,6 +365,30 @@ def test_a_live_log_loss_outside_the_backtest_range_is_posted(race_day, fake_sla
     assert "outside the backtest's 0.0100...0.0100" in fields["text"]
 
 
+def test_the_latest_day_is_measured_once_both_its_prediction_and_results_are_stored():
+    from dagster import AssetKey, AssetMaterialization, evaluate_automation_conditions
+
+    from feature_assets.definitions import defs
+    from feature_assets.defs.partitions import daily_partitions
+
+    results = AssetKey("prediction_results")
+    day = daily_partitions.get_last_partition_key()  # yesterday in Tokyo, the daily run's
+    before = (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
+    with instance_for_test() as instance:
+
+        def stored(asset: str, partition: str) -> None:
+            instance.report_runless_asset_event(AssetMaterialization(asset, partition=partition))
+
+        stored("predictions", day)  # in the morning of the race day; its results not yet in
+        stored("raw_race_entries", before)  # a day stored but never predicted
+        tick = evaluate_automation_conditions(defs=defs, instance=instance)
+        assert tick.total_requested == 0
+        stored("raw_race_entries", day)  # the daily run the next morning
+        tick = evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+        assert tick.total_requested == 1
+        assert tick.get_requested_partitions(results) == {day}
+
+
 @pytest.mark.e2e
 def test_the_schedule_predicts_the_tokyo_day_and_is_off_unless_a_cron_is_set(tmp_path):
     from dagster import DefaultScheduleStatus, build_schedule_context

@@ -9,6 +9,9 @@
   leaves the backtest's range for as many days.
 - `predict_today`: a schedule that materialises today's partition at
   FEATURE_ASSETS_PREDICT_CRON (Asia/Tokyo); off while that is unset.
+- `measure_predicted_days`: materialises `prediction_results` of the latest day once the
+  daily run has stored it, if it was predicted (Dagster's eager condition: its two inputs
+  stored, neither in progress); runs with the other automations (FEATURE_ASSETS_AUTOMATION).
 """
 
 import base64
@@ -18,9 +21,12 @@ import json
 from dagster import (
     AssetExecutionContext,
     AssetKey,
+    AutomationCondition,
+    AutomationConditionSensorDefinition,
     BackfillPolicy,
     Config,
     DefaultScheduleStatus,
+    DefaultSensorStatus,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -131,6 +137,7 @@ RESULTS_TABLE = "prediction_results"
     deps=[predictions, AssetKey("raw_race_entries")],
     partitions_def=daily_partitions,
     backfill_policy=ONE_DAY_A_RUN,
+    automation_condition=AutomationCondition.eager(),  # evaluated by measure_predicted_days
     group_name="race_day",
     description="The day's predictions beside what happened: per entry, per day and"
     " cumulatively (log loss, AUC, hit rates, returns of simple rules) with the backtest's"
@@ -242,3 +249,14 @@ def predict_today(context: ScheduleEvaluationContext):
     day = context.scheduled_execution_time.astimezone(dt.timezone(dt.timedelta(hours=9))).date()
     stamp = context.scheduled_execution_time.isoformat()
     return RunRequest(run_key=f"predict:{stamp}", partition_key=day.isoformat())
+
+
+measure_predicted_days = AutomationConditionSensorDefinition(
+    "measure_predicted_days",
+    target=[prediction_results],
+    default_status=(
+        DefaultSensorStatus.RUNNING if settings.automation_on() else DefaultSensorStatus.STOPPED
+    ),
+    description="Measures the latest race day once the daily run has stored its results, if"
+    " it was predicted: materialises its prediction_results.",
+)
