@@ -257,12 +257,9 @@ class DailyParquetStorage:
         """The output days computed from an input day that has been replaced since."""
         if inputs is None:
             return set()
-        days = list(inputs.snapshot_at)
-        with ThreadPoolExecutor(WRITE_THREADS) as pool:  # a footer each: overlap them
-            stored = pool.map(lambda day: self.snapshot_at(inputs.table, day), days)
         stale: set[str] = set()
-        for day, now in zip(days, stored, strict=True):
-            if now != inputs.snapshot_at[day]:
+        for day, read in inputs.snapshot_at.items():
+            if self.snapshot_at(inputs.table, day) != read:
                 stale.update(inputs.readers(day))
         return stale
 
@@ -416,16 +413,13 @@ class DailyParquetStorage:
         """Each file's own columns and types against `schema` (a dataset given a schema would
         read a missing column as NULLs); returns each day's snapshot time, where recorded."""
         stamps = {}
-        fragments = list(dataset.get_fragments())
-        with ThreadPoolExecutor(WRITE_THREADS) as pool:  # footers parse without the GIL: 2x
-            footers = list(pool.map(_footer, fragments))
-        for fragment, footer in zip(fragments, footers, strict=True):
-            if isinstance(footer, Exception):
-                raise self._damaged(table, [fragment.path], footer) from None
-            physical_schema, metadata = footer
-            found = pa.schema([(field.name, field.type) for field in physical_schema])
+        for fragment in dataset.get_fragments():
+            try:
+                found = pa.schema([(field.name, field.type) for field in fragment.physical_schema])
+            except (OSError, ValueError, pa.ArrowException) as err:
+                raise self._damaged(table, [fragment.path], err) from None
             if found.equals(schema.remove_metadata()):
-                value = (metadata.metadata or {}).get(SNAPSHOT_AT_KEY)
+                value = (fragment.metadata.metadata or {}).get(SNAPSHOT_AT_KEY)
                 if value is not None:
                     stamps[_day_of(fragment.path)] = float(value)
                 continue
@@ -485,14 +479,6 @@ def _day_slices(table: str, frame: pd.DataFrame, days: Sequence[str]) -> list[tu
         (str(day), arrow.slice(start, end - start))
         for day, start, end in zip(sorted_days, starts, ends, strict=True)
     ]
-
-
-def _footer(fragment: ds.ParquetFileFragment):
-    """(schema, file metadata) of a day file, or the error reading its footer."""
-    try:
-        return fragment.physical_schema, fragment.metadata
-    except (OSError, ValueError, pa.ArrowException) as err:
-        return err
 
 
 def _day_of(path: str) -> str:
