@@ -49,7 +49,7 @@ from feature_assets.defs.resources import TrainingStorage
 from feature_assets.feature_sets import registered_sets
 from feature_assets.ops.status import stale_days
 from feature_assets.training import data
-from feature_assets.training.predict import MODEL_INFO_PATH, store_model
+from feature_assets.training.predict import MODEL_INFO_PATH, model_sha256, store_model
 
 if TYPE_CHECKING:
     import optuna
@@ -399,7 +399,7 @@ def _model_metadata(study, final, info, path: str, text: str, reliability: bytes
 
     metadata: dict = {
         "path": path,
-        "model_sha256": hashlib.sha256(text.encode()).hexdigest()[:16],
+        "model_sha256": model_sha256(text),
         "study": study.study_name,
         "best_trial": info["trial"],
         "rounds": final.rounds,

@@ -74,13 +74,14 @@ class Model:
 
 def store_model(storage: DailyParquetStorage, text: str, info: dict) -> str:
     """Stores the booster's text and what was recorded of it; returns the model's path."""
-    info = {**info, "model_sha256": _sha256(text)}  # read back: a damaged model fails
+    info = {**info, "model_sha256": model_sha256(text)}  # read back: a damaged model fails
     path = storage.write_file(MODEL_PATH, text.encode())
     storage.write_file(MODEL_INFO_PATH, json.dumps(info, indent=2).encode())
     return path
 
 
-def _sha256(text: str) -> str:
+def model_sha256(text: str) -> str:
+    """The model text's hash that predictions name and its record keeps."""
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -97,7 +98,7 @@ def load_model(storage: DailyParquetStorage) -> Model:
         ) from None
     except ValueError as err:  # bad UTF-8 or JSON
         raise PredictionError(f"the stored win model is damaged ({err}); {RETRAIN}") from None
-    sha = _sha256(text)
+    sha = model_sha256(text)
     recorded = info.get("model_sha256", sha)  # models stored before it was recorded: trusted
     if sha != recorded:  # a damaged file, or a crash between the model and its record
         raise PredictionError(
