@@ -471,6 +471,9 @@ def _day_slices(table: str, frame: pd.DataFrame, days: Sequence[str]) -> list[tu
             f"{table}: rows dated {compact_days(unexpected)} lie outside the days being"
             f" written ({compact_days(sorted(days))})"
         )
+    if frame.attrs:  # a read frame's snapshot times belong to the run, not to the stored file
+        frame = frame.copy(deep=False)
+        frame.attrs = {}
     arrow = pa.Table.from_pandas(frame, preserve_index=False).drop_columns([PARTITION_COLUMN])
     sorted_days = np.array(sorted(days), dtype=str)
     starts = np.searchsorted(row_days, sorted_days, side="left")
