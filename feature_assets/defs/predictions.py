@@ -176,7 +176,8 @@ def prediction_results(
     for name in ("log_loss", "top_pick_hit_rate", "top_pick_return"):
         for period, values in figures.items():
             if values.get(name) is not None and values[name] == values[name]:  # not NaN
-                metadata[f"{name}_{period}"] = MetadataValue.float(float(values[name]))
+                # four decimals: what a reader compares, and what the UI's table shows whole
+                metadata[f"{name}_{period}"] = MetadataValue.float(round(float(values[name]), 4))
     for name, png in live.plots(every, settings.drift_days()).items():
         encoded = base64.b64encode(png).decode()
         metadata[name] = MetadataValue.md(f"![{name}](data:image/png;base64,{encoded})")

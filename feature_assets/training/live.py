@@ -157,16 +157,31 @@ def plots(rows: pd.DataFrame, days: int) -> dict[str, bytes]:
     by_day = daily(rows)
     made = {}
     figure, axes = plt.subplots(figsize=(6, 3))
-    axes.plot(by_day.index, (by_day["paid"] - by_day["staked"]).cumsum())
+    _over_days(axes, (by_day["paid"] - by_day["staked"]).cumsum())
     axes.set(title="cumulative return, unit stake on each top pick", ylabel="units")
     made["cumulative_return"] = _png(figure)
     figure, axes = plt.subplots(figsize=(6, 3))
-    rolling = rolling_log_loss(by_day, min(days, len(by_day)))
-    axes.plot(rolling.index, rolling.to_numpy())
+    _over_days(axes, rolling_log_loss(by_day, min(days, len(by_day))))
     axes.set(title=f"log loss over the last {days} race days", ylabel="log loss")
     made["rolling_log_loss"] = _png(figure)
     made["reliability"] = reliability_plot(rows)
     return made
+
+
+def _over_days(axes, series: pd.Series) -> None:
+    """A daily series with a dot a day (the first day alone is a point, not an empty plot),
+    ticks on whole days and short labels (no hours, no repeated year)."""
+    import matplotlib.dates as mdates
+
+    axes.plot(series.index, series.to_numpy(), marker=".")
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    if len(series) == 1:  # else matplotlib spans years around the day
+        day = series.index[0]
+        axes.set_xlim(day - pd.Timedelta(days=1), day + pd.Timedelta(days=1))
+        axes.set_xticks([day])
+        axes.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
 
 
 def reliability_plot(rows: pd.DataFrame) -> bytes:
@@ -191,8 +206,6 @@ def _png(figure) -> bytes:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
-    if figure.axes[0].get_xlabel() == "":  # the time series: dates slanted, not overlapping
-        figure.autofmt_xdate()
     figure.tight_layout()
     figure.savefig(buffer, format="png", dpi=80)
     plt.close(figure)
