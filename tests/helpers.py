@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -163,6 +164,50 @@ def dagster_dev(env: dict, log: Path):
     finally:
         stop_process_group(server)
         os.environ.pop("DAGSTER_HOME", None)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _server_up(port: int) -> bool:
+    with contextlib.suppress(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def dagster_services(env: dict, logs: Path, *services: str):
+    """`dagster-webserver` (on the repo's workspace.yaml) and, when asked for, `dagster-daemon
+    run`, each a process of its own logging to `logs`; yields the webserver's port."""
+    port = _free_port()
+    workspace = str(REPO / "workspace.yaml")
+    commands = {
+        "webserver": ["dagster-webserver", "-w", workspace, "-h", "127.0.0.1", "-p", str(port)],
+        "daemon": ["dagster-daemon", "run", "-w", workspace],
+    }
+    processes = []
+    try:
+        for name in services:
+            with open(logs / f"{name}.log", "wb") as log:
+                processes.append(
+                    subprocess.Popen(
+                        commands[name],
+                        env=env,
+                        cwd=REPO,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+        wait_for(lambda: _server_up(port), 120, "the webserver")
+        yield port
+    finally:
+        for process in processes:
+            stop_process_group(process)
 
 
 def stop_process_group(process: subprocess.Popen) -> None:

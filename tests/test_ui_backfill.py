@@ -6,14 +6,8 @@ sends the dialog's own `launchPartitionBackfill` mutation, and checks the days a
 the UI's partition status and `feature-assets status`.
 """
 
-import contextlib
 import datetime as dt
 import json
-import os
-import signal
-import socket
-import subprocess
-import urllib.request
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -23,7 +17,14 @@ import yaml
 from feature_assets.io import synthetic
 from feature_assets.ops.status import all_assets
 from tests.conftest import fresh_mysql_database
-from tests.helpers import REPO, command_env, feature_assets_command, graphql, wait_for
+from tests.helpers import (
+    REPO,
+    command_env,
+    dagster_services,
+    feature_assets_command,
+    graphql,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -76,54 +77,6 @@ def postgres_instance_yaml(postgres_db: dict) -> str:
     return yaml.safe_dump(config)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _server_up(port: int) -> bool:
-    with contextlib.suppress(OSError):
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
-        return True
-    return False
-
-
-@contextlib.contextmanager
-def webserver_and_daemon(env: dict, logs: Path):
-    """`dagster-webserver` and `dagster-daemon run` as two processes; yields the port."""
-    port = _free_port()
-    workspace = str(REPO / "workspace.yaml")
-    commands = {
-        "webserver": ["dagster-webserver", "-w", workspace, "-h", "127.0.0.1", "-p", str(port)],
-        "daemon": ["dagster-daemon", "run", "-w", workspace],
-    }
-    processes = []
-    try:
-        for name, command in commands.items():
-            with open(logs / f"{name}.log", "wb") as log:
-                processes.append(
-                    subprocess.Popen(
-                        command,
-                        env=env,
-                        cwd=REPO,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                )
-        wait_for(lambda: _server_up(port), 120, "the webserver")
-        yield port
-    finally:
-        for process in processes:
-            os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-
-
 def test_ui_backfill_materialises_the_chosen_days(mysql_server, postgres_database, tmp_path):
     yesterday = dt.datetime.now(ZoneInfo("Asia/Tokyo")).date() - dt.timedelta(days=1)
     first = yesterday - dt.timedelta(days=DAYS - 1)
@@ -141,7 +94,7 @@ def test_ui_backfill_materialises_the_chosen_days(mysql_server, postgres_databas
         Path(env["DAGSTER_HOME"], "dagster.yaml").write_text(
             postgres_instance_yaml(postgres_database)
         )
-        with webserver_and_daemon(env, tmp_path) as port:
+        with dagster_services(env, tmp_path, "webserver", "daemon") as port:
             params = {
                 "tags": [],
                 "assetSelection": [{"path": [asset]} for asset in ASSETS],
