@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
-from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
+import warnings
+
+from dagster import AssetSelection, BetaWarning, Definitions, define_asset_job, in_process_executor
 
 from feature_assets import settings
 from feature_assets.io import memory
@@ -47,6 +49,13 @@ race_features_job = define_asset_job(
     JOB_NAME,
     selection=AssetSelection.assets(raw_snapshot, *feature_set_assets),
     description="Snapshot the source and compute every feature set for the selected days.",
+)
+
+# Dagster 1.13 copies a sensor that targets a job to bind its resources and passes the copy
+# `owners=[]` (SensorDefinition.with_attributes), which warns that `owners` is beta on every
+# load, though no sensor here sets owners.
+warnings.filterwarnings(
+    "ignore", category=BetaWarning, message="Parameter `owners` of initializer `SensorDefinition"
 )
 
 defs = Definitions(

@@ -3,6 +3,7 @@ their imports (the engine, the I/O and training never import Dagster or the wiri
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,20 @@ def test_importing_any_module_changes_nothing_global():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "mimalloc []", done.stdout
+
+
+@pytest.mark.e2e
+def test_loading_the_code_location_warns_nothing(tmp_path):
+    """Every command and run loads the definitions: a warning there (Dagster's beta notices,
+    a file left open) is printed before each command's own output."""
+    load = "import feature_assets.definitions as d; d.defs.get_repository_def()"
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", load],
+        cwd=REPO,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr == ""

@@ -25,6 +25,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
 from multiprocessing.connection import wait
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -283,9 +284,9 @@ def available_cpus(cgroup: str = "/sys/fs/cgroup") -> int:
         ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us"),
     ):
         try:
-            fields = open(os.path.join(cgroup, quota_file)).read().split()
+            fields = Path(cgroup, quota_file).read_text().split()
             if period_file:
-                fields.append(open(os.path.join(cgroup, period_file)).read().strip())
+                fields.append(Path(cgroup, period_file).read_text().strip())
             quota, period = fields[0], fields[-1]
         except (OSError, IndexError):
             continue
