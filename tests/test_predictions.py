@@ -306,6 +306,7 @@ def test_the_demo_then_predict_prints_each_race_and_results_arrive(tmp_path):
     assert predicted.stdout.startswith(f"{today}: 5 races, card ")
     assert predicted.stdout.count("\nvenue ") == 5
     assert "lane  racer   prob rank   odds  exp.ret" in predicted.stdout
+    _replay_yesterday(env, home, demo.stdout, today - dt.timedelta(days=1))
 
     results = feature_assets_command(env, "demo", "--results", str(today))
     assert results.returncode == 0, results.stderr[-3000:]
@@ -318,6 +319,32 @@ def test_the_demo_then_predict_prints_each_race_and_results_arrive(tmp_path):
     assert left > 0
     again = feature_assets_command(env, "demo", "--results", "2001-01-01")
     assert again.returncode == 2 and "holds no results of 2001-01-01" in again.stderr
+
+
+def _replay_yesterday(env, home: Path, demo_output: str, yesterday: dt.date) -> None:
+    """The demo's "Replay now" lines, run as printed: yesterday's card (no results) is
+    predicted and measured against the stored day at once, without waiting for midnight."""
+    replay = demo_output.split("Replay now:", 1)[1].splitlines()
+    predict_line, measure_line = replay[0].split("(")[0].split(), replay[1].split()
+    assert predict_line == ["feature-assets", "predict", "--day", str(yesterday)]
+    predicted = feature_assets_command(env, *predict_line[1:])
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    measured = subprocess.run(
+        measure_line, env=env, cwd=home.parent, capture_output=True, text=True, timeout=300
+    )
+    assert measured.returncode == 0, measured.stderr[-3000:]
+    lake = DailyParquetStorage(str(home / "data" / "parquet"))
+    stored = lake.read_days(predict.TABLE, [str(yesterday)])
+    outcomes = lake.read_days("prediction_results", [str(yesterday)])
+    with sqlite3.connect(home / "data" / "demo.sqlite") as connection:
+        winners = connection.execute(
+            "SELECT e.race_id, e.lane FROM race_entries e JOIN races r ON r.race_id = e.race_id"
+            " WHERE DATE(r.race_date) = ? AND e.finish_position = 1",
+            (str(yesterday),),
+        ).fetchall()
+    assert stored["card_snapshot"].nunique() == 1 and stored["race_id"].nunique() == 5
+    won = outcomes.loc[outcomes["won"], ["race_id", "lane"]].itertuples(index=False)
+    assert sorted(map(tuple, won)) == sorted(winners)
 
 
 def _measure(race_day, storage: str, alerts):

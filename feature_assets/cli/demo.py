@@ -93,9 +93,16 @@ def demo(races_per_day: int, seed: int, results_day: str | None) -> None:
     click.echo(f"Race day:     feature-assets predict   (today's card, {cards[0]}; needs a")
     click.echo("              win model: docs/training.md), then")
     click.echo(f"              feature-assets demo --results {cards[0]}")
+    click.echo(f"Replay now:   feature-assets predict --day {last_day}   (yesterday's card), then")
+    click.echo(f"              {_MEASURE_COMMAND} {last_day}")
 
 
 RESULT_COLUMNS = ["race_id", "lane", "finish_position", "start_timing"]
+# What the measure_predicted_days sensor does for the latest stored day, by hand.
+_MEASURE_COMMAND = (
+    "dagster asset materialize -m feature_assets.definitions --select prediction_results"
+    " --partition"
+)
 
 
 def _held_results_path():
@@ -147,6 +154,7 @@ def _write_results(day: str) -> None:
         )
     click.echo(
         f"Wrote the results of {of_day['race_id'].nunique()} races of {day} into"
-        f" {settings.demo_sqlite_path()}. The daily run stores the day once it has ended in"
-        f" Tokyo: feature-assets backfill --days {day} --wait"
+        f" {settings.demo_sqlite_path()}.\nOnce the day has ended in Tokyo, the daily run stores"
+        f" it (or: feature-assets backfill --days {day} --wait) and the measure_predicted_days"
+        f" sensor measures its predictions (or: {_MEASURE_COMMAND} {day})."
     )
