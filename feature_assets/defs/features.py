@@ -168,7 +168,7 @@ def feature_set_asset(feature_set: FeatureSet, workers: int | None = None) -> As
                 # the instance retries runs lost to a crash, not runs whose step failed
                 # (bad data fails again); a dead worker or a superseded day is the former
                 context.instance.add_run_tags(
-                    context.run_id, {RETRY_ON_ASSET_OR_OP_FAILURE_TAG: "true"}
+                    context.run.run_id, {RETRY_ON_ASSET_OR_OP_FAILURE_TAG: "true"}
                 )
                 context.log.warning("days failed for a cause that may pass: run retries redo them")
             raise _failure(feature_set, failed)
