@@ -45,11 +45,11 @@ BEFORE = (FIRST_DAY + dt.timedelta(days=DAYS - 2)).isoformat()
 RESULTS = ["finish_position", "start_timing"]
 
 
-def _predict(instance, source_url: str, storage: str, snapshot: str = ""):
+def _predict(instance, source_url: str, storage: str, snapshot: str = "", day: str = RACE_DAY):
     training = TrainingStorage(storage_url=storage, optuna_url="sqlite://")
     return materialize(
         [predictions],
-        partition_key=RACE_DAY,
+        partition_key=day,
         instance=instance,
         resources={"source": SourceDatabase(url=source_url), "training": training},
         run_config={"ops": {"predictions": {"config": {"card_snapshot": snapshot}}}},
@@ -347,12 +347,12 @@ def _replay_yesterday(env, home: Path, demo_output: str, yesterday: dt.date) -> 
     assert sorted(map(tuple, won)) == sorted(winners)
 
 
-def _measure(race_day, storage: str, alerts):
+def _measure(race_day, storage: str, alerts, day: str = RACE_DAY, instance=None):
     training = TrainingStorage(storage_url=storage, optuna_url="sqlite://")
     return materialize(
         [prediction_results],
-        partition_key=RACE_DAY,
-        instance=race_day["instance"],
+        partition_key=day,
+        instance=instance or race_day["instance"],
         resources={"training": training, "alerts": alerts},
         raise_on_error=False,
     )
@@ -375,6 +375,50 @@ def test_results_beside_predictions_measure_the_day_as_sklearn_does(race_day, fa
     for plot in ("cumulative_return", "rolling_log_loss", "reliability"):
         assert metadata[plot].value.startswith(f"![{plot}](data:image/png;base64,")
     assert metadata["drift"].value == "none" and FakeSlack.received == []
+
+
+def test_tomorrows_card_waits_for_todays_results_that_its_features_read(race_day, tmp_path):
+    """The features of D read D-1's results, as training did: before today has ended in
+    Tokyo, tomorrow cannot be predicted with them, and no card is taken for nothing."""
+    storage, lake = _copied_lake(race_day, tmp_path)
+    today = dt.datetime.now(dt.timezone(dt.timedelta(hours=9))).date()
+    tomorrow = str(today + dt.timedelta(days=1))
+    result = _predict(race_day["instance"], race_day["url"], storage, day=tomorrow)
+    assert not result.success
+    assert _failure_text(result) == (
+        f"{tomorrow}: its features read the results of {today}, which has not ended in Tokyo"
+        f" (training read them too); predict {tomorrow} once the daily run has stored {today}"
+    )
+    assert cards.snapshot_ids(lake, tomorrow) == []
+
+
+def test_a_day_without_races_is_predicted_and_measured_empty_without_an_alert(
+    race_day, tmp_path, fake_slack
+):
+    """A real calendar has days without racing: the scheduled prediction of such a day and
+    its measure succeed with nothing in them (no failed run, no alert) and keep the card."""
+    storage, lake = _copied_lake(race_day, tmp_path)
+    day_off = (dt.date.fromisoformat(RACE_DAY) + dt.timedelta(days=1)).isoformat()
+    alerts = SlackAlerts(token="xoxb-test", channel="C1", api_url=fake_slack)
+    with instance_for_test() as instance:
+        predicted = _predict(instance, race_day["url"], storage, day=day_off)
+        assert predicted.success, _failure_text(predicted)
+        [card_id] = cards.snapshot_ids(lake, day_off)
+        [stored] = predicted.asset_materializations_for_node("predictions")
+        assert stored.metadata["card_snapshot"].value == card_id
+        assert stored.metadata["races"].value == 0
+        assert lake.read_days(predict.TABLE, [day_off]).empty
+        sets = list(registered_sets())
+        assert materialize_days(race_day["url"], storage, instance, sets, day_off, day_off).success
+        assert lake.read_days("raw_races", [day_off]).empty
+        assert _measure(race_day, storage, alerts, instance=instance).success  # the day before
+        measured = _measure(race_day, storage, alerts, day=day_off, instance=instance)
+        assert measured.success, _failure_text(measured)
+    [materialization] = measured.asset_materializations_for_node("prediction_results")
+    metadata = materialization.metadata
+    assert "| races | 0 | " in metadata["figures"].value
+    assert metadata["days_so_far"].value == 1  # RACE_DAY: a day off is no race day
+    assert metadata["model_sha256"].value == "-" and FakeSlack.received == []
 
 
 # Debian's Chromium (.ci/run installs it); as root it runs without its sandbox, and with no

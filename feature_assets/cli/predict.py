@@ -11,6 +11,10 @@ import pandas as pd
 from feature_assets import settings
 
 TOKYO = dt.timezone(dt.timedelta(hours=9))
+NO_RACES = (
+    "The card holds no races: nothing to predict (a day without racing, or a card taken"
+    " before the source held it; predict again once it does)."
+)
 
 
 @click.command()
@@ -57,10 +61,13 @@ def predict(day: str | None, card_snapshot: str) -> None:
     if not result.success:
         raise click.ClickException(_failure(result))
     rows = DailyParquetStorage(settings.storage_url()).read_days(predicting.TABLE, [day])
+    [stored] = result.asset_materializations_for_node("predictions")
     click.echo(
-        f"{day}: {rows['race_id'].nunique()} races, card {rows['card_snapshot'].iloc[0]},"
-        f" model {rows['model_sha256'].iloc[0]} (run {result.run_id})"
+        f"{day}: {rows['race_id'].nunique()} races, card {stored.metadata['card_snapshot'].value},"
+        f" model {stored.metadata['model_sha256'].value} (run {result.run_id})"
     )
+    if rows.empty:
+        click.echo(f"\n{NO_RACES}")
     for race in race_tables(rows):
         click.echo("\n" + race)
 

@@ -75,8 +75,10 @@ def predictions(
     try:
         model = predict.load_model(lake)
         sets = predict.model_sets(model, registered_sets())
+        span = predict.history_span(sets, day, settings.start_date())
+        _require_ended(day, span)
         card = _card(day, config, source, lake)
-        history = predict.read_history(lake, predict.history_span(sets, day, settings.start_date()))
+        history = predict.read_history(lake, span)
         rows = predict.predict(model, sets, card, history)
     except (
         predict.PredictionError,
@@ -86,8 +88,21 @@ def predictions(
         SourceUnavailableError,
     ) as err:
         raise Failure(description=f"{day}: {err}") from None
+    if rows.empty:
+        context.log.warning(f"{day}: the card {card.id} holds no races: nothing to predict")
     lake.write_days(predict.TABLE, rows, [day])
     return MaterializeResult(metadata=_metadata(rows, card, model, sets))
+
+
+def _require_ended(day: str, span: tuple[str, str] | None) -> None:
+    """Day D's features read the results of the days before it, as in training: tomorrow's card
+    can be predicted tonight only by sets that read no history (today has no results yet)."""
+    last_ended = daily_partitions.get_last_partition_key()
+    if span is not None and (last_ended is None or span[1] > last_ended):
+        raise predict.PredictionError(
+            f"its features read the results of {span[1]}, which has not ended in Tokyo (training"
+            f" read them too); predict {day} once the daily run has stored {span[1]}"
+        )
 
 
 def _card(day: str, config: PredictionConfig, source: SourceDatabase, lake) -> cards.Card:
@@ -164,9 +179,9 @@ def prediction_results(
         context.log.warning(drift)
         alerts.post(f":warning: feature_assets predictions, {day}: {drift}")
     metadata = {
-        "model_sha256": ", ".join(sorted(set(predicted["model_sha256"]))),
-        "card_snapshot": ", ".join(sorted(set(predicted["card_snapshot"]))),
-        "days_so_far": len(so_far),
+        "model_sha256": ", ".join(sorted(set(predicted["model_sha256"]))) or "-",
+        "card_snapshot": ", ".join(sorted(set(predicted["card_snapshot"]))) or "-",
+        "days_so_far": int(every["race_date"].nunique()),  # race days measured; not days off
         "drift": drift or "none",
         "picks_and_winners": MetadataValue.md(_picks_and_winners(predicted, rows)),
         "figures": MetadataValue.md(_figures(live, rows, every, backtest)),

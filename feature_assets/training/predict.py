@@ -173,8 +173,10 @@ def score(model: Model, features: pd.DataFrame) -> pd.DataFrame:
     from feature_assets.training.model import race_probabilities
 
     scored = features.copy()
-    scored["win_probability"] = race_probabilities(
-        model.booster, features, model.features, model.calibration
+    scored["win_probability"] = (
+        race_probabilities(model.booster, features, model.features, model.calibration)
+        if len(features)
+        else pd.Series(dtype="float64")  # a day without races: LightGBM refuses no rows
     )
     return with_bets(scored)
 
@@ -186,9 +188,8 @@ def predict(
     history: tuple[pd.DataFrame, pd.DataFrame],
 ) -> pd.DataFrame:
     """The day's predictions, each row naming the card snapshot, the model and the code
-    version of every set used."""
-    if card.entries.empty:
-        raise PredictionError(f"the card of {card.day} ({card.id}) holds no races")
+    version of every set used; none for a card without races (a day without racing, or a
+    card read before the source held it)."""
     scored = score(model, features_for(card, sets, history))
     scored["card_snapshot"] = card.id
     scored["model_sha256"] = model.sha256
