@@ -21,6 +21,7 @@ import pytest
 from dagster import instance_for_test, materialize
 from sklearn.metrics import log_loss
 
+from feature_assets.cli.predict import NO_RACES
 from feature_assets.defs.predictions import prediction_results, predictions
 from feature_assets.defs.resources import SlackAlerts, SourceDatabase, TrainingStorage
 from feature_assets.feature_sets import registered_sets
@@ -307,6 +308,7 @@ def test_the_demo_then_predict_prints_each_race_and_results_arrive(tmp_path):
     assert predicted.stdout.count("\nvenue ") == 5
     assert "lane  racer   prob rank   odds  exp.ret" in predicted.stdout
     _replay_yesterday(env, home, demo.stdout, today - dt.timedelta(days=1))
+    _predict_a_day_without_races(env, source, today - dt.timedelta(days=2))
 
     results = feature_assets_command(env, "demo", "--results", str(today))
     assert results.returncode == 0, results.stderr[-3000:]
@@ -319,6 +321,20 @@ def test_the_demo_then_predict_prints_each_race_and_results_arrive(tmp_path):
     assert left > 0
     again = feature_assets_command(env, "demo", "--results", "2001-01-01")
     assert again.returncode == 2 and "holds no results of 2001-01-01" in again.stderr
+
+
+def _predict_a_day_without_races(env, source: Path, day: dt.date) -> None:
+    with sqlite3.connect(source) as connection:
+        connection.execute(
+            "DELETE FROM race_entries WHERE race_id IN"
+            " (SELECT race_id FROM races WHERE DATE(race_date) = ?)",
+            (str(day),),
+        )
+        connection.execute("DELETE FROM races WHERE DATE(race_date) = ?", (str(day),))
+    predicted = feature_assets_command(env, "predict", "--day", str(day))
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert predicted.stdout.startswith(f"{day}: 0 races, card ")
+    assert predicted.stdout.rstrip().endswith(NO_RACES)
 
 
 def _replay_yesterday(env, home: Path, demo_output: str, yesterday: dt.date) -> None:
