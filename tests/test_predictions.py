@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,7 @@ from feature_assets.feature_sets import registered_sets
 from feature_assets.io import cards, synthetic
 from feature_assets.io.source import SourceLocation, connect
 from feature_assets.io.storage import DailyParquetStorage
-from feature_assets.training import data, model, predict
+from feature_assets.training import data, inline_chart, model, predict
 from tests.conftest import FIRST_DAY, fresh_mysql_database
 from tests.helpers import (
     FakeSlack,
@@ -389,7 +390,9 @@ def test_results_beside_predictions_measure_the_day_as_sklearn_does(race_day, fa
     assert metadata["log_loss_so_far"].value == pytest.approx(expected, abs=5e-5)
     assert "log_loss_backtest" in metadata and "| log_loss |" in metadata["figures"].value
     for plot in ("cumulative_return", "rolling_log_loss", "reliability"):
-        assert metadata[plot].value.startswith(f"![{plot}](data:image/png;base64,")
+        chart = metadata[plot].value
+        assert chart.startswith("![") and "](data:image/svg+xml," in chart
+        assert len(chart) < inline_chart.INLINE_LIMIT  # so the UI shows it in the row
     assert metadata["drift"].value == "none" and FakeSlack.received == []
 
 
@@ -463,9 +466,9 @@ def test_the_ui_shows_the_days_picks_beside_the_winners_with_figures_and_plots(
     race_day, fake_slack, tmp_path
 ):
     """The day's page of `prediction_results` in Dagster's own UI, served by dagster-webserver
-    and opened in Chromium: the figures inline, and behind [Show Markdown] each race's pick
-    beside its winner and the three plots, which the browser decodes (the UI's Markdown
-    sanitiser keeps their `data:` sources)."""
+    and opened in Chromium: the figures and the three charts inline in their rows (drawn by
+    the browser; the UI's Markdown sanitiser keeps their `data:` sources), and behind
+    [Show Markdown] each race's pick beside its winner."""
     from playwright.sync_api import sync_playwright
 
     alerts = SlackAlerts(token="xoxb-test", channel="C1", api_url=fake_slack)
@@ -517,11 +520,13 @@ def test_the_ui_shows_the_days_picks_beside_the_winners_with_figures_and_plots(
         close(shown)
 
         for plot in ("cumulative_return", "rolling_log_loss", "reliability"):
-            shown = rendered(plot)
-            source, drawn = shown.locator("img").evaluate(REDRAWN)
-            assert source == metadata[plot].value.split("(", 1)[1].rstrip(")")
-            assert np.array_equal(_pixels(drawn), _pixels(source)), f"{plot} is not shown whole"
-            close(shown)
+            assert row(plot).get_by_text("[Show Markdown]").count() == 0, f"{plot} is not inline"
+            source, drawn = row(plot).locator("img").evaluate(REDRAWN)
+            assert unquote(source) == unquote(metadata[plot].value.split("](", 1)[1][:-1])
+            pixels = _pixels(drawn)
+            assert pixels.shape[:2] == (132, 366), plot  # the chart's own size, decoded
+            series = np.all(pixels[..., :3] == (0x1F, 0x77, 0xB4), axis=-1) & (pixels[..., 3] > 0)
+            assert series.sum() > 20, f"{plot}: its series is not drawn"
         browser.close()
 
 

@@ -14,7 +14,6 @@
   stored, neither in progress); runs with the other automations (FEATURE_ASSETS_AUTOMATION).
 """
 
-import base64
 import datetime as dt
 import json
 
@@ -193,9 +192,9 @@ def prediction_results(
             if values.get(name) is not None and values[name] == values[name]:  # not NaN
                 # four decimals: what a reader compares, and what the UI's table shows whole
                 metadata[f"{name}_{period}"] = MetadataValue.float(round(float(values[name]), 4))
-    for name, png in live.plots(every, settings.drift_days()).items():
-        encoded = base64.b64encode(png).decode()
-        metadata[name] = MetadataValue.md(f"![{name}](data:image/png;base64,{encoded})")
+    backtest_log_loss = figures["backtest"].get("log_loss")
+    for name, chart in live.charts(every, settings.drift_days(), backtest_log_loss).items():
+        metadata[name] = MetadataValue.md(chart)
     return MaterializeResult(metadata=metadata)
 
 

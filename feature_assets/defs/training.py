@@ -308,7 +308,7 @@ def win_model(
         "lineage": lineage,
     }
     path = store_model(training.lake, text, info)
-    reliability = live.reliability_plot(live.backtest(test, probabilities))
+    reliability = live.reliability_chart(live.backtest(test, probabilities))
     metadata = _model_metadata(study, final, info, path, text, reliability)
     return MaterializeResult(metadata=metadata)
 
@@ -394,7 +394,7 @@ def _study_for(storage, name: str, lineage: dict) -> "optuna.Study":
     return study
 
 
-def _model_metadata(study, final, info, path: str, text: str, reliability: bytes) -> dict:
+def _model_metadata(study, final, info, path: str, text: str, reliability: str) -> dict:
     from feature_assets.training import model, search
 
     metadata: dict = {
@@ -430,7 +430,7 @@ def _model_metadata(study, final, info, path: str, text: str, reliability: bytes
         "final odds, fixed when betting closed: the returns overstate what a bettor gets"
     )
     metadata["calibration"] = MetadataValue.json(info["calibration"])
-    metadata["backtest_reliability"] = _image(reliability, "reliability, test split")
+    metadata["backtest_reliability"] = MetadataValue.md(reliability)  # test split, inline
     for name, value in info["backtest"]["metrics"].items():
         metadata[f"backtest_{name}"] = (
             MetadataValue.int(value) if isinstance(value, int) else MetadataValue.float(value)

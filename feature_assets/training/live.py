@@ -13,11 +13,11 @@ card's odds; the backtest at the final odds.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pandas as pd
 from sklearn.metrics import log_loss, roc_auc_score
+
+from feature_assets.training import inline_chart
 
 KEYS = ["race_id", "lane"]
 THRESHOLD = 0.1  # a value bet: expected return above 10 % of the stake
@@ -146,67 +146,46 @@ def log_loss_range(by_day: pd.DataFrame, days: int) -> tuple[float, float] | Non
     return (float(rolling.min()), float(rolling.max())) if len(rolling) else None
 
 
-def plots(rows: pd.DataFrame, days: int) -> dict[str, bytes]:
-    """PNG plots of live rows: cumulative return of the top-pick rule, the rolling log loss
-    over `days` race days, and a reliability curve (predicted against observed win rate)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def charts(rows: pd.DataFrame, days: int, backtest_log_loss: float | None) -> dict[str, str]:
+    """Inline charts (Markdown, `inline_chart`) of live rows over race days: the cumulative
+    return of a unit stake on each top pick (dashed: break even), the log loss over the last
+    `days` race days (dashed: the backtest's log loss), and the reliability curve."""
     by_day = daily(rows)
+    dates = [str(day)[:10] for day in by_day.index]
     made = {}
-    figure, axes = plt.subplots(figsize=(6, 3))
-    _over_days(axes, (by_day["paid"] - by_day["staked"]).cumsum())
-    axes.set(title="cumulative return, unit stake on each top pick", ylabel="units")
-    made["cumulative_return"] = _png(figure)
-    figure, axes = plt.subplots(figsize=(6, 3))
-    _over_days(axes, rolling_log_loss(by_day, min(days, len(by_day))))
-    axes.set(title=f"log loss over the last {days} race days", ylabel="log loss")
-    made["rolling_log_loss"] = _png(figure)
-    made["reliability"] = reliability_plot(rows)
+    cumulative = (by_day["paid"] - by_day["staked"]).cumsum()
+    made["cumulative_return"] = inline_chart.chart(
+        "units won, unit stake on each top pick",
+        np.arange(len(by_day)),
+        cumulative,
+        (dates[0], dates[-1]) if dates else ("", ""),
+        level=0.0,
+    )
+    window = min(days, len(by_day))
+    rolling = rolling_log_loss(by_day, window) if window else pd.Series(dtype=float)
+    at = by_day.index.get_indexer(rolling.index)
+    made["rolling_log_loss"] = inline_chart.chart(
+        f"log loss over {window} race day{'s' * (window != 1)}, dashed: backtest",
+        at,
+        rolling,
+        (dates[at[0]], dates[at[-1]]) if len(at) else ("", ""),
+        level=backtest_log_loss,
+    )
+    made["reliability"] = reliability_chart(rows)
     return made
 
 
-def _over_days(axes, series: pd.Series) -> None:
-    """A daily series with a dot a day (the first day alone is a point, not an empty plot),
-    ticks on whole days and short labels (no hours, no repeated year)."""
-    import matplotlib.dates as mdates
-
-    axes.plot(series.index, series.to_numpy(), marker=".")
-    locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
-    axes.xaxis.set_major_locator(locator)
-    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    if len(series) == 1:  # else matplotlib spans years around the day
-        day = series.index[0]
-        axes.set_xlim(day - pd.Timedelta(days=1), day + pd.Timedelta(days=1))
-        axes.set_xticks([day])
-        axes.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
-
-
-def reliability_plot(rows: pd.DataFrame) -> bytes:
-    """Predicted against observed win rate, in ten bins of predicted probability."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(4, 4))
+def reliability_chart(rows: pd.DataFrame) -> str:
+    """Observed against predicted win rate in ten bins of predicted probability (an inline
+    chart; dashed: perfect calibration)."""
     bins = pd.cut(rows["win_probability"], np.linspace(0, 1, 11), include_lowest=True)
     curve = rows.groupby(bins, observed=True).agg(
         p=("win_probability", "mean"), won=("won", "mean")
     )
-    axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
-    axes.plot(curve["p"], curve["won"], marker="o")
-    axes.set(title="reliability", xlabel="predicted", ylabel="observed win rate")
-    return _png(figure)
-
-
-def _png(figure) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.tight_layout()
-    figure.savefig(buffer, format="png", dpi=80)
-    plt.close(figure)
-    return buffer.getvalue()
+    return inline_chart.chart(
+        "reliability: observed win rate by predicted, dashed: perfect",
+        curve["p"],
+        curve["won"],
+        ("predicted 0", "1"),
+        diagonal=True,
+    )
