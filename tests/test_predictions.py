@@ -466,9 +466,9 @@ def test_the_ui_shows_the_days_picks_beside_the_winners_with_figures_and_plots(
     race_day, fake_slack, tmp_path
 ):
     """The day's page of `prediction_results` in Dagster's own UI, served by dagster-webserver
-    and opened in Chromium: the figures and the three charts inline in their rows (drawn by
-    the browser; the UI's Markdown sanitiser keeps their `data:` sources), and behind
-    [Show Markdown] each race's pick beside its winner."""
+    and opened in Chromium, everything inline in its row: the figures, each race's pick beside
+    its winner (a table), and the three charts, drawn by the browser (the UI's Markdown
+    sanitiser keeps their `data:` sources)."""
     from playwright.sync_api import sync_playwright
 
     alerts = SlackAlerts(token="xoxb-test", channel="C1", api_url=fake_slack)
@@ -492,32 +492,21 @@ def test_the_ui_shows_the_days_picks_beside_the_winners_with_figures_and_plots(
         def row(label: str):
             return page.locator("tr").filter(has=page.get_by_text(label, exact=True))
 
-        def rendered(label: str):
-            """Where the UI renders a Markdown value: inline when short, else in the dialog
-            its [Show Markdown] opens (Dagster's rule, not ours)."""
-            link = row(label).get_by_text("[Show Markdown]")
-            if link.count() == 0:
-                return row(label)
-            link.click()
-            return page.get_by_role("dialog")
-
-        def close(shown) -> None:
-            if shown.get_attribute("role") == "dialog":
-                shown.get_by_role("button", name="Close").click()
-                shown.wait_for(state="hidden")
-
         row("log_loss_day").wait_for(timeout=60_000)
         for name in ("log_loss_day", "log_loss_so_far", "top_pick_hit_rate_day"):
             assert row(name).locator("td").nth(1).inner_text() == str(metadata[name].value)
-        figures = rendered("figures").inner_text()
+        figures = row("figures").inner_text()  # under 1,000 characters: inline
         assert "backtest (test split, final odds)" in figures and "top_pick_return" in figures
 
-        shown = rendered("picks_and_winners")
-        races = shown.locator("tbody tr").all_inner_texts()
+        picks = row("picks_and_winners")  # a table: inline whatever its length
+        header = picks.locator("thead th").all_inner_texts()
+        cells = [tr.split("\t") for tr in picks.locator("tbody tr").all_inner_texts()]
+        races = [dict(zip(header, race, strict=True)) for race in cells]
         entries = race_day["entries"]
         winners = entries[entries["finish_position"] == 1]["lane"].astype(int)
-        assert sorted(int(text.split("\t")[-1]) for text in races) == sorted(winners)
-        close(shown)
+        assert sorted(int(race["winner_lane"]) for race in races) == sorted(winners)
+        for race in races:
+            assert race["pick_won"] == str(race["pick_lane"] == race["winner_lane"]).lower()
 
         for plot in ("cumulative_return", "rolling_log_loss", "reliability"):
             assert row(plot).get_by_text("[Show Markdown]").count() == 0, f"{plot} is not inline"

@@ -31,6 +31,9 @@ from dagster import (
     MetadataValue,
     RunRequest,
     ScheduleEvaluationContext,
+    TableColumn,
+    TableRecord,
+    TableSchema,
     asset,
     define_asset_job,
     schedule,
@@ -182,7 +185,6 @@ def prediction_results(
         "card_snapshot": ", ".join(sorted(set(predicted["card_snapshot"]))) or "-",
         "days_so_far": int(every["race_date"].nunique()),  # race days measured; not days off
         "drift": drift or "none",
-        "picks_and_winners": MetadataValue.md(_picks_and_winners(predicted, rows)),
         "figures": MetadataValue.md(_figures(live, rows, every, backtest)),
     }
     figures = {"day": live.metrics(rows), "so_far": live.metrics(every)}
@@ -195,6 +197,7 @@ def prediction_results(
     backtest_log_loss = figures["backtest"].get("log_loss")
     for name, chart in live.charts(every, settings.drift_days(), backtest_log_loss).items():
         metadata[name] = MetadataValue.md(chart)
+    metadata["picks_and_winners"] = _picks_and_winners(predicted, rows)  # long: shown last
     return MaterializeResult(metadata=metadata)
 
 
@@ -228,18 +231,37 @@ def _figures(live, rows, every, backtest: dict | None) -> str:
     return "\n".join(lines)
 
 
-def _picks_and_winners(predicted, rows) -> str:
+PICKS_AND_WINNERS = TableSchema(
+    [
+        TableColumn("venue", "int"),
+        TableColumn("race", "int"),
+        TableColumn("pick_lane", "int", description="the entry ranked first"),
+        TableColumn("probability", "float"),
+        TableColumn("odds", "float", description="the card's win odds; empty without odds"),
+        TableColumn("winner_lane", "int", description="empty: no winner (cancelled)"),
+        TableColumn("pick_won", "bool"),
+    ]
+)
+
+
+def _picks_and_winners(predicted, rows) -> MetadataValue:
+    """A table, which the UI shows in the row whatever its length (long Markdown it hides)."""
     winners = rows[rows["won"]].set_index("race_id")["lane"]
     picks = predicted[predicted["rank"] == 1].drop_duplicates("race_id")
-    lines = ["| venue | race | pick (lane) | probability | odds | winner (lane) |"]
-    lines.append("| --- | --- | --- | --- | --- | --- |")
+    records = []
     for pick in picks.itertuples():
         winner = winners.get(pick.race_id)
-        lines.append(
-            f"| {pick.venue_code} | {pick.race_no} | {pick.lane} | {pick.win_probability:.3f} |"
-            f" {_text(pick.win_odds)} | {'-' if winner is None else winner} |"
-        )
-    return "\n".join(lines)
+        record = {
+            "venue": int(pick.venue_code),
+            "race": int(pick.race_no),
+            "pick_lane": int(pick.lane),
+            "probability": round(float(pick.win_probability), 3),
+            "odds": None if pick.win_odds != pick.win_odds else round(float(pick.win_odds), 1),
+            "winner_lane": None if winner is None else int(winner),
+            "pick_won": bool(winner == pick.lane),
+        }
+        records.append(TableRecord(record))
+    return MetadataValue.table(records, schema=PICKS_AND_WINNERS)
 
 
 predict_job = define_asset_job(
