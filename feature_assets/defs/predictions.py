@@ -185,10 +185,10 @@ def prediction_results(
         "card_snapshot": ", ".join(sorted(set(predicted["card_snapshot"]))) or "-",
         "days_so_far": int(every["race_date"].nunique()),  # race days measured; not days off
         "drift": drift or "none",
-        "figures": MetadataValue.md(_figures(live, rows, every, backtest)),
     }
     figures = {"day": live.metrics(rows), "so_far": live.metrics(every)}
     figures["backtest"] = (backtest or {}).get("metrics", {})
+    metadata["figures"] = MetadataValue.md(_figures(figures))
     for name in ("log_loss", "top_pick_hit_rate", "top_pick_return"):
         for period, values in figures.items():
             if values.get(name) is not None and values[name] == values[name]:  # not NaN
@@ -219,9 +219,9 @@ def _drift(live, every, backtest: dict | None, days: int) -> str:
     )
 
 
-def _figures(live, rows, every, backtest: dict | None) -> str:
-    day, so_far = live.metrics(rows), live.metrics(every)
-    test = (backtest or {}).get("metrics", {})
+def _figures(figures: dict[str, dict]) -> str:
+    """The day's, cumulative and backtest figures side by side (measured once, by the asset)."""
+    day, so_far, test = figures["day"], figures["so_far"], figures["backtest"]
     lines = ["| figure | this day | so far | backtest (test split, final odds) |"]
     lines.append("| --- | --- | --- | --- |")
     for name in day:

@@ -44,10 +44,8 @@ def chart(
         scale = _Scale(0.0, 1.0, 0.0, 1.0)
         guide = "M0,60L200,0"
     else:
-        low, high = (
-            (y.min(), y.max()) if level is None else (min(y.min(), level), max(y.max(), level))
-        )
-        scale = _Scale(x.min(), x.max(), low, high)
+        span = [y.min(), y.max()] + ([] if level is None else [level])
+        scale = _Scale(x.min(), x.max(), min(span), max(span))
         guide = "" if level is None else f"M0,{scale.y(level)}H{WIDTH}"
     for budget in POINT_BUDGETS:
         shown = _thinned(len(x), budget)
