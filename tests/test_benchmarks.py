@@ -3,6 +3,7 @@
 Figures are never asserted here; they live in benchmarks/RESULTS.md.
 """
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -111,3 +112,20 @@ def test_ui_backfill_benchmark_smoke():
     for stage in ("runs created", "last run started", "days stored", "backfill completed"):
         assert f"launch -> {stage}" in run.stdout, stage
     assert "floor: one `dagster asset materialize` of the same days" in run.stdout
+
+
+def test_check_leakage_benchmark_smoke(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# Results\n\nkept text\n")
+    run = subprocess.run(
+        [
+            sys.executable, str(REPO / "benchmarks" / "check_leakage.py"), "--days", "2",
+            "--races-per-day", "4", "--out", str(out),
+        ],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "FEATURE_ASSETS_BENCH_USER_PASSES": "5"},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    assert run.stdout.count(": 0 finding(s),") == 2, run.stdout
+    text = out.read_text()
+    assert "kept text" in text and "check / compute" in text

@@ -203,4 +203,5 @@ def test_the_command_fails_naming_the_set_day_file_and_line(lake, tmp_path):
     )  # fmt: skip
     assert leak.returncode == 1, leak.stdout + leak.stderr[-3000:]
     assert "feature set reads_stored_parquet opened file" in leak.stdout
+    assert re.search(r"^  \d{4}-\d\d-\d\d: \d+ finding\(s\) \(\d+\.\d s\)$", leak.stdout, re.M)
     assert f"{folder}/users_sets/leaky.py:" in leak.stdout and "No leak" not in leak.stdout

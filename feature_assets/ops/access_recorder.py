@@ -8,6 +8,12 @@ Two witnesses, because neither sees everything:
 - Linux inotify on the real storage folder (root, tables, days) and on a SQLite source file:
   reads by native code that raises no audit event (pyarrow's readers open files in C++).
 
+Recording costs the set next to nothing: the audit hook returns at once for events it does
+not watch, and inotify is drained once per call of the set. Which line of the set made a
+native read is found only when there was one, by running the call again under a profile
+hook (`locating()`): a hook on every call would slow a set that makes millions of small
+calls many times over.
+
 Not seen: sockets opened by C extensions themselves (libpq under psycopg2, connectorx's Rust
 driver, a gRPC channel), native reads of files outside the watched storage and SQLite file,
 and anything a subprocess does. The recompute-and-compare in `leakage` still catches such code
@@ -66,10 +72,28 @@ class AccessRecorder:
         self.accesses: list[Access] = []
         self._trusted = _python_installation()
         self._watches = _Inotify.watching(watched, depth)
+        self._locating = False
+        self._is_code_file: dict[str, bool] = {}  # a code object's file name -> is the set's
 
     @property
     def watches_native_reads(self) -> bool:
         return self._watches is not None
+
+    @property
+    def has_unlocated_reads(self) -> bool:
+        """Native reads were seen whose line of the set's code is not known yet."""
+        return any(access.where.startswith(UNLOCATED) for access in self.accesses)
+
+    @contextlib.contextmanager
+    def locating(self) -> Iterator[None]:
+        """While active, `recording()` names the line of each native read: the unlocated
+        reads are forgotten, and running the call again records them with their lines."""
+        self.accesses = [a for a in self.accesses if not a.where.startswith(UNLOCATED)]
+        self._locating = True
+        try:
+            yield
+        finally:
+            self._locating = False
 
     @contextlib.contextmanager
     def recording(self) -> Iterator[None]:
@@ -78,7 +102,7 @@ class AccessRecorder:
         if self._watches:
             self._watches.drain()  # what happened before is not the set's doing
         _active = self
-        profiling = self._watches is not None and self.code_file is not None
+        profiling = self._locating and self._watches is not None and self.code_file is not None
         if profiling:
             previous = sys.getprofile()
             sys.setprofile(self._profile)
@@ -88,7 +112,7 @@ class AccessRecorder:
             if profiling:
                 sys.setprofile(previous)
             _active = None
-            self._native_reads("native code called from the set (line not known)")
+            self._native_reads(UNLOCATED)
 
     def _profile(self, frame, event: str, _) -> None:
         """After each call the set's own code makes, native reads since are that line's."""
@@ -98,8 +122,14 @@ class AccessRecorder:
             caller = frame.f_back
         else:
             return
-        if os.path.realpath(caller.f_code.co_filename) == self.code_file:
+        if self._in_code_file(caller.f_code.co_filename):
             self._native_reads(_frame_name(caller))
+
+    def _in_code_file(self, filename: str) -> bool:
+        known = self._is_code_file.get(filename)
+        if known is None:
+            known = self._is_code_file[filename] = os.path.realpath(filename) == self.code_file
+        return known
 
     def _native_reads(self, where: str) -> None:
         if not self._watches:
@@ -159,6 +189,7 @@ class AccessRecorder:
 
 
 _PACKAGE = os.path.dirname(os.path.realpath(__file__)) + os.sep
+UNLOCATED = "native code called from the set (line not known)"
 
 
 def _frame_name(frame) -> str:

@@ -24,7 +24,8 @@ import functools
 import inspect
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +160,9 @@ class Reach:
         )
 
 
+Finding = Difference | Reach
+
+
 def check_leakage(
     feature_set: FeatureSet,
     days: Sequence[str],
@@ -166,31 +170,53 @@ def check_leakage(
     races: pd.DataFrame,
     entries: pd.DataFrame,
     watched: Sequence[str] = (),
-) -> list[Difference | Reach]:
+    on_day: Callable[[str, list[Finding], float], None] = lambda day, found, seconds: None,
+) -> list[Finding]:
     """Every value of `stored` (the set's rows of `days`) that differs when the day is
     computed from the source cut at that day, and everything the set's code opened outside
     the cut copy meanwhile (files, databases, network addresses; `watched`: the real storage
     folder and SQLite source, watched for native reads too). `races`/`entries`: the source's
-    rows of D-history_days .. D for each day."""
-    found: list[Difference | Reach] = []
+    rows of D-history_days .. D for each day. `on_day` hears each day's findings and seconds
+    as soon as the day is checked.
+
+    A day costs about what computing it costs: the set runs once, recorded; only a day on
+    which native code read a watched path runs a second time, to name the line."""
+    found: list[Finding] = []
     with tempfile.TemporaryDirectory(prefix="feature-assets-leakage-") as folder:
         recorder = AccessRecorder([folder], _source_file(feature_set), watched)
         recorded = dataclasses.replace(feature_set, function=_recording(feature_set, recorder))
         try:
             for day in sorted(days):
-                cut_races, cut_entries = cut_at(races, entries, day, feature_set.stage)
-                with _cut_environment(Path(folder) / day, cut_races, cut_entries):
-                    [result] = run_days(recorded, cut_races, cut_entries, [day], workers=1)
-                found += [Reach(day, feature_set.name, a) for a in recorder.take()]
-                of_day = stored[stored["race_date"] == pd.Timestamp(day)]
-                if not result.ok:
-                    error = result.error.splitlines()[0]
-                    found.append(Difference(day, 0, 0, "(day)", "computed", error))
-                    continue
-                found += differences(feature_set, of_day, result.rows, day)
+                started = time.perf_counter()
+                of_day = _check_day(recorded, recorder, day, stored, races, entries, folder)
+                found += of_day
+                on_day(day, of_day, time.perf_counter() - started)
         finally:
             recorder.close()
     return found
+
+
+def _check_day(
+    recorded: FeatureSet,
+    recorder: AccessRecorder,
+    day: str,
+    stored: pd.DataFrame,
+    races: pd.DataFrame,
+    entries: pd.DataFrame,
+    folder: str,
+) -> list[Finding]:
+    cut_races, cut_entries = cut_at(races, entries, day, recorded.stage)
+    with _cut_environment(Path(folder) / day, cut_races, cut_entries):
+        [result] = run_days(recorded, cut_races, cut_entries, [day], workers=1)
+        if recorder.has_unlocated_reads:
+            with recorder.locating():
+                run_days(recorded, cut_races, cut_entries, [day], workers=1)
+    found: list[Finding] = [Reach(day, recorded.name, a) for a in recorder.take()]
+    if not result.ok:
+        error = result.error.splitlines()[0]
+        return [*found, Difference(day, 0, 0, "(day)", "computed", error)]
+    of_day = stored[stored["race_date"] == pd.Timestamp(day)]
+    return found + differences(recorded, of_day, result.rows, day)
 
 
 def _recording(feature_set: FeatureSet, recorder: AccessRecorder):
@@ -213,8 +239,12 @@ def _source_file(feature_set: FeatureSet) -> str | None:
 
 
 def check_stored_days(
-    feature_set: FeatureSet, days: Sequence[str], storage_url: str, source_url: str
-) -> list[Difference | Reach]:
+    feature_set: FeatureSet,
+    days: Sequence[str],
+    storage_url: str,
+    source_url: str,
+    on_day: Callable[[str, list[Finding], float], None] = lambda day, found, seconds: None,
+) -> list[Finding]:
     """`check_leakage` of `days` as stored at `storage_url`, from the source at `source_url`."""
     from feature_assets.defs.resources import SourceDatabase, stored_schema
     from feature_assets.io.storage import DailyParquetStorage
@@ -227,4 +257,6 @@ def check_stored_days(
     watched = [storage.root] if storage.is_local else []
     if source.location.kind == "sqlite":
         watched.append(source.location.database)
-    return check_leakage(feature_set, days, stored, snapshot.races, snapshot.entries, watched)
+    return check_leakage(
+        feature_set, days, stored, snapshot.races, snapshot.entries, watched, on_day
+    )
