@@ -386,9 +386,13 @@ def test_results_beside_predictions_measure_the_day_as_sklearn_does(race_day, fa
     [materialization] = result.asset_materializations_for_node("prediction_results")
     metadata = materialization.metadata
     expected = log_loss(truth["finish_position"].eq(1), truth["win_probability"])
-    assert metadata["log_loss_day"].value == pytest.approx(expected, abs=5e-5)  # 4 decimals
-    assert metadata["log_loss_so_far"].value == pytest.approx(expected, abs=5e-5)
+    # stored at full precision: equal to sklearn's up to float summation order
+    assert metadata["log_loss_day"].value == pytest.approx(expected, rel=1e-12)
+    assert metadata["log_loss_so_far"].value == pytest.approx(expected, rel=1e-12)
     assert "log_loss_backtest" in metadata and "| log_loss |" in metadata["figures"].value
+    picks = race_day["predicted"].query("rank == 1").drop_duplicates("race_id")
+    shown = [record.data["probability"] for record in metadata["picks_and_winners"].value.records]
+    assert shown == picks["win_probability"].astype(float).tolist()  # not rounded
     for plot in ("cumulative_return", "rolling_log_loss", "reliability"):
         chart = metadata[plot].value
         assert chart.startswith("![") and "](data:image/svg+xml," in chart

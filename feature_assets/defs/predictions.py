@@ -192,8 +192,8 @@ def prediction_results(
     for name in ("log_loss", "top_pick_hit_rate", "top_pick_return"):
         for period, values in figures.items():
             if values.get(name) is not None and values[name] == values[name]:  # not NaN
-                # four decimals: what a reader compares, and what the UI's table shows whole
-                metadata[f"{name}_{period}"] = MetadataValue.float(round(float(values[name]), 4))
+                # full precision, so a reader can recompute it; the figures table rounds
+                metadata[f"{name}_{period}"] = MetadataValue.float(float(values[name]))
     backtest_log_loss = figures["backtest"].get("log_loss")
     for name, chart in live.charts(every, settings.drift_days(), backtest_log_loss).items():
         metadata[name] = MetadataValue.md(chart)
@@ -255,8 +255,8 @@ def _picks_and_winners(predicted, rows) -> MetadataValue:
             "venue": int(pick.venue_code),
             "race": int(pick.race_no),
             "pick_lane": int(pick.lane),
-            "probability": round(float(pick.win_probability), 3),
-            "odds": None if pick.win_odds != pick.win_odds else round(float(pick.win_odds), 1),
+            "probability": float(pick.win_probability),
+            "odds": None if pick.win_odds != pick.win_odds else float(pick.win_odds),
             "winner_lane": None if winner is None else int(winner),
             "pick_won": bool(winner == pick.lane),
         }

@@ -414,7 +414,7 @@ def _model_metadata(study, final, info, path: str, text: str, reliability: str) 
             )
     metadata["feature_importance"] = MetadataValue.table(
         [
-            TableRecord({"feature": n, "gain_share": round(g, 4)})
+            TableRecord({"feature": n, "gain_share": float(g)})
             for n, g in model.importances(final.booster)
         ],
         schema=TableSchema([TableColumn("feature", "string"), TableColumn("gain_share", "float")]),
