@@ -1,6 +1,8 @@
 """Every environment variable the code location reads, with its default, in one place.
 
 - FEATURE_ASSETS_START_DATE: first daily partition, YYYY-MM-DD (Asia/Tokyo); 2024-01-01.
+- FEATURE_ASSETS_PREDICT_START_DATE: first day of the race-day assets (predictions and
+  their results), where predicting started; default the last 30 days.
 - FEATURE_ASSETS_SOURCE_URL: `mysql://user:password@host:port/db` or `sqlite:///path`;
   default the demo SQLite file `<local data>/demo.sqlite`.
 - FEATURE_ASSETS_STORAGE_URL: where Parquet goes, a path, `file://` URL or
@@ -77,6 +79,28 @@ def start_date() -> str:
     return value
 
 
+PREDICT_WINDOW_DAYS = 30  # race days the race-day assets cover when no start is set
+
+
+def predict_start_date() -> str:
+    """The first day of the race-day assets (`predictions`, `prediction_results`): where
+    predicting started. FEATURE_ASSETS_PREDICT_START_DATE; unset, the last 30 days (Tokyo),
+    so a new deployment's UI does not count years never predicted as missing. Never before
+    FEATURE_ASSETS_START_DATE."""
+    value = os.environ.get("FEATURE_ASSETS_PREDICT_START_DATE", "").strip()
+    if value:
+        try:
+            day = dt.date.fromisoformat(value)
+        except ValueError as err:
+            raise ValueError(
+                f"FEATURE_ASSETS_PREDICT_START_DATE must be a date like 2026-01-01, got {value!r}"
+            ) from err
+    else:
+        tokyo_today = dt.datetime.now(dt.timezone(dt.timedelta(hours=9))).date()
+        day = tokyo_today - dt.timedelta(days=PREDICT_WINDOW_DAYS)
+    return max(day.isoformat(), start_date())
+
+
 def source_url_is_set() -> bool:
     return bool(os.environ.get("FEATURE_ASSETS_SOURCE_URL"))
 
@@ -96,6 +120,7 @@ def check_configuration() -> None:
     problems = []
     checks = (
         start_date,
+        predict_start_date,
         days_per_run,
         recheck_days,
         drift_days,

@@ -29,6 +29,14 @@ import pytest
 from feature_assets.io import synthetic
 from feature_assets.io.source import SourceLocation
 
+
+def pytest_configure(config) -> None:
+    """The tests' generated race days start in 2024 and some are predicted: predicting
+    started then (unset, the race-day assets cover only the last 30 days). Set before the
+    test modules build any partitions; the command-line tests set their own environment."""
+    os.environ.setdefault("FEATURE_ASSETS_PREDICT_START_DATE", FIRST_DAY.isoformat())
+
+
 _GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 DEFAULT_TEST_MYSQL_URL = "mysql://root@127.0.0.1:3306"
 FIRST_DAY = dt.date(2024, 1, 1)

@@ -485,6 +485,7 @@ def test_the_ui_shows_the_days_picks_beside_the_winners_with_figures_and_plots(
         config.write("nux:\n  enabled: false\n")  # no newsletter dialog over the page
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEATURE_ASSETS_")}
     env["DAGSTER_HOME"] = str(home)
+    env["FEATURE_ASSETS_PREDICT_START_DATE"] = FIRST_DAY.isoformat()  # RACE_DAY's partition
     with dagster_services(env, tmp_path, "webserver") as port, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1400})

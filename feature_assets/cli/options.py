@@ -71,17 +71,19 @@ def deprecated_spelling(new: str):
     return note
 
 
-def asset_names(text: str) -> list[str]:
-    """`a,b,c` -> ['a', 'b', 'c'], each one known; `all` (or nothing) -> every asset."""
+def asset_names(text: str, also: tuple[str, ...] = ()) -> list[str]:
+    """`a,b,c` -> ['a', 'b', 'c'], each one known; `all` (or nothing) -> every asset.
+    `also`: further names accepted when named, which `all` does not include."""
     from feature_assets.ops.status import all_assets
 
     names = [name.strip() for name in text.split(",") if name.strip()]
     if names in ([], ["all"]):
         return list(all_assets())
-    unknown = sorted(set(names) - set(all_assets()))
+    known = (*all_assets(), *also)
+    unknown = sorted(set(names) - set(known))
     if unknown:
         raise click.BadParameter(
-            f"unknown asset(s): {', '.join(unknown)} (known: {', '.join(all_assets())})",
+            f"unknown asset(s): {', '.join(unknown)} (known: {', '.join(known)})",
             param_hint="--assets",
         )
     return names

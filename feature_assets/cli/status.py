@@ -31,12 +31,15 @@ def status(assets: str, old_assets: tuple[str, ...], verbose: bool, as_json: boo
     """Days materialised, failed, in progress and missing, per asset.
 
     Failed days are grouped by cause (the root error: the invalid race and rule, the
-    exception's own message). Exits 0 only when every day is materialised.
+    exception's own message). Exits 0 only when every day is materialised. The race-day
+    assets (predictions, prediction_results) are shown when named, from the day predicting
+    started (FEATURE_ASSETS_PREDICT_START_DATE).
     """
-    from feature_assets.ops.status import days_by_state
+    from feature_assets.ops.status import RACE_DAY_PARTITIONS, days_by_state
 
+    names = asset_names(",".join(old_assets) or assets, also=tuple(RACE_DAY_PARTITIONS))
     with open_instance() as instance:
-        states = days_by_state(instance, asset_names(",".join(old_assets) or assets))
+        states = days_by_state(instance, names)
     if as_json:
         click.echo(json.dumps([state.as_json() for state in states], indent=2))
     else:

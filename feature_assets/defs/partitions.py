@@ -18,9 +18,14 @@ warnings.filterwarnings("ignore", category=BetaWarning, message=".*backfill_poli
 daily_partitions = DailyPartitionsDefinition(
     start_date=settings.start_date(), timezone="Asia/Tokyo", fmt="%Y-%m-%d"
 )
-# Predictions: today and tomorrow too, since a race card is published the day before.
+# The race-day assets start where predicting started, so that the UI and `status` do not
+# show years never predicted as missing. Predictions: today and tomorrow too, since a race
+# card is published the day before; their results: days that have ended.
 prediction_days = DailyPartitionsDefinition(
-    start_date=settings.start_date(), timezone="Asia/Tokyo", fmt="%Y-%m-%d", end_offset=2
+    start_date=settings.predict_start_date(), timezone="Asia/Tokyo", fmt="%Y-%m-%d", end_offset=2
+)
+measured_days = DailyPartitionsDefinition(
+    start_date=settings.predict_start_date(), timezone="Asia/Tokyo", fmt="%Y-%m-%d"
 )
 
 

@@ -41,7 +41,7 @@ from dagster import (
 
 from feature_assets import settings
 from feature_assets.core.feature_set import PREDICTION_STAGES
-from feature_assets.defs.partitions import daily_partitions, prediction_days
+from feature_assets.defs.partitions import daily_partitions, measured_days, prediction_days
 from feature_assets.defs.resources import SlackAlerts, SourceDatabase, TrainingStorage
 from feature_assets.defs.training import win_model
 from feature_assets.feature_sets import registered_sets
@@ -152,7 +152,7 @@ RESULTS_TABLE = "prediction_results"
 
 @asset(
     deps=[predictions, AssetKey("raw_race_entries")],
-    partitions_def=daily_partitions,
+    partitions_def=measured_days,
     backfill_policy=ONE_DAY_A_RUN,
     automation_condition=AutomationCondition.eager(),  # evaluated by measure_predicted_days
     group_name="race_day",

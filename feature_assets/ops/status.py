@@ -6,7 +6,6 @@ it takes a fraction of a second for ten years of days.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -27,12 +26,16 @@ from dagster._core.storage.tags import (
 )
 
 from feature_assets.core.dates import compact_days
+from feature_assets.core.day_errors import day_cause
 from feature_assets.core.feature_set import FeatureSet
 from feature_assets.defs.features import ERRORS_BY_DAY, INVALID_RACES_BY_DAY
-from feature_assets.defs.partitions import daily_partitions
+from feature_assets.defs.partitions import daily_partitions, measured_days, prediction_days
 from feature_assets.feature_sets import registered_sets
 
 RAW_ASSETS = ("raw_races", "raw_race_entries")  # one snapshot: always together
+# race-day assets: from the day predicting started (FEATURE_ASSETS_PREDICT_START_DATE), and
+# shown by `status` only when named, since they are no part of what backfills fill
+RACE_DAY_PARTITIONS = {"predictions": prediction_days, "prediction_results": measured_days}
 
 
 def feature_set_names() -> tuple[str, ...]:
@@ -53,8 +56,9 @@ RUNS_SEARCHED_FOR_ERRORS = 1000
 
 @dataclass(frozen=True)
 class DayError:
-    """Why a day failed: `cause` groups days alike (race ids and pids blanked), `example` is
-    the cause with this day's own numbers, `detail` this day's full account."""
+    """Why a day failed, in the words of `core.day_errors` (which the UI shows too): `cause`
+    groups days alike (the rules broken; race ids and pids blanked), `example` is this day's
+    own (its race ids), `detail` this day's full account."""
 
     cause: str
     detail: str
@@ -123,11 +127,12 @@ def days_by_state(
 ) -> list[AssetDays]:
     """The state of every partition of each asset, with the last error of each failed day."""
     assets = all_assets() if assets is None else assets
-    keys = daily_partitions.get_partition_keys()
     result = []
     for asset in assets:
+        partitions = RACE_DAY_PARTITIONS.get(asset, daily_partitions)
+        keys = partitions.get_partition_keys()
         # None when the asset was never materialised at all
-        statuses = instance.get_status_by_partition(AssetKey(asset), keys, daily_partitions) or {}
+        statuses = instance.get_status_by_partition(AssetKey(asset), keys, partitions) or {}
         days = AssetDays(asset)
         for day in keys:
             status = statuses.get(day)
@@ -206,20 +211,18 @@ def run_errors(
         result = {}
         for day in days:
             if day in by_day:
+                words = day_cause("invalid races\n" + "\n".join(by_day[day]), day)
                 races = "; ".join(by_day[day])
-                rules = sorted({rule for line in by_day[day] for rule in _rules_of(line)})
                 result[day] = DayError(
-                    f"invalid races: {'; '.join(rules)} (e.g. {by_day[day][0].split(':')[0]})",
+                    words.cause,
                     f"run {run_id[:8]}: invalid races on {day}: {races}",
                     run_id,
+                    words.example,
                 )
             elif day in errors_by_day:
-                own = _without_set_and_day(errors_by_day[day], day)
+                words = day_cause(errors_by_day[day], day)
                 result[day] = DayError(
-                    _without_numbers(own),
-                    f"run {run_id[:8]}: {errors_by_day[day]}",
-                    run_id,
-                    own,
+                    words.cause, f"run {run_id[:8]}: {errors_by_day[day]}", run_id, words.example
                 )
             else:
                 result[day] = DayError(cause, f"run {run_id[:8]}: {cause}", run_id)
@@ -253,21 +256,6 @@ def _metadata_json(data, key: str) -> dict:
 
 def _invalid_races_by_day(data) -> dict[str, list[str]]:
     return _metadata_json(data, INVALID_RACES_BY_DAY)
-
-
-def _without_set_and_day(detail: str, day: str) -> str:
-    """'feature set X, day D, race_id 7: E' -> 'race_id 7: E' (the status names X and D)."""
-    return re.sub(rf"^feature set \S+, day {day}(: |, )", "", detail.splitlines()[0])
-
-
-def _without_numbers(detail: str) -> str:
-    """A day's error as a cause shared by days alike: race ids and pids blanked."""
-    return re.sub(r"\b(race_id|pid) \d+", r"\1 N", detail)
-
-
-def _rules_of(line: str) -> list[str]:
-    """'race_id 123: rule a; rule b' -> ['rule a', 'rule b']."""
-    return line.split(": ", 1)[-1].split("; ")
 
 
 def first_error_line(instance: DagsterInstance, run_id: str) -> str:
