@@ -21,6 +21,7 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     AssetMaterialization,
+    AssetObservation,
     AssetsDefinition,
     Failure,
     MetadataValue,
@@ -36,6 +37,7 @@ from dagster._core.storage.tags import RETRY_ON_ASSET_OR_OP_FAILURE_TAG
 
 from feature_assets import settings
 from feature_assets.core.dates import compact_days
+from feature_assets.core.day_errors import day_cause
 from feature_assets.core.engine import INVALID_RACES, WORKER_DIED, Outcome, run_days
 from feature_assets.core.feature_set import FeatureSet, empty_output
 from feature_assets.core.summaries import feature_facts_by_day, feature_summary
@@ -164,6 +166,7 @@ def feature_set_asset(feature_set: FeatureSet, workers: int | None = None) -> As
                     )
                 )
             log_day_evaluations(context, spec, outcomes)
+            report_failed_days(context, failed)
             if any(outcome.failure in TRANSIENT for outcome in failed):
                 # the instance retries runs lost to a crash, not runs whose step failed
                 # (bad data fails again); a dead worker or a superseded day is the former
@@ -259,6 +262,34 @@ class _DayWriter:
         if not frames:
             return empty_output(self.feature_set)
         return pd.concat(frames, ignore_index=True)
+
+
+ERROR_SHOWN = 4000  # characters of a day's error (a traceback) kept in its observation
+FAILED_DAY = "not materialised"  # how a failed day's observation begins
+
+
+def report_failed_days(context: AssetExecutionContext, failed: Sequence[Outcome]) -> None:
+    """An observation of each failed day holding its cause in the words `feature-assets
+    status` prints, so that the day's page in the UI says why: under its historical events
+    (and beside its metadata when an older materialisation stands), and in the asset's
+    Events tab. Dagster 1.13's "failed to materialize" event would fit better, but its own
+    event logs do not store one (`can_store_asset_failure_events` is false)."""
+    for outcome in failed:
+        day = outcome.days[0]
+        words = day_cause(outcome.error, day)
+        context.log_event(
+            AssetObservation(
+                asset_key=context.asset_key,
+                partition=day,
+                description=f"{FAILED_DAY}: {words.example}",
+                metadata={
+                    "failed": MetadataValue.text(words.example),
+                    "cause": MetadataValue.text(words.cause),
+                    "kind": MetadataValue.text(outcome.failure or "failed"),
+                    "error": MetadataValue.md(f"```\n{outcome.error[:ERROR_SHOWN]}\n```"),
+                },
+            )
+        )
 
 
 def _superseded(name: str, day: str) -> str:
