@@ -51,13 +51,10 @@ def invalid_races(races: list[dict], entries: list[dict]) -> dict[int, set[str]]
                 broken[race_id].add("odds")
         lanes = [e["lane"] for e in field]
         racers = [e["racer_id"] for e in field]
-        finishes = [e["finish_position"] for e in field if e["finish_position"] is not None]
         if len(set(lanes)) != len(lanes):
             broken[race_id].add("unique_lane")
         if len(set(racers)) != len(racers):
             broken[race_id].add("unique_racer")
-        if len(set(finishes)) != len(finishes):
-            broken[race_id].add("unique_finish")
     return dict(broken)
 
 

@@ -57,3 +57,22 @@ def test_figures_of_two_races_worked_by_hand():
     assert figures["favourite_hit_rate"] == 0.5  # lane 1 (1.5) lost, lane 4 (2.5) won
     # bins: 0.6 -> [0.6,0.7) lost; 0.3 won; 0.1 lost; both 0.5 in one bin, one won
     assert figures["ece"] == pytest.approx((0.6 + 0.7 + 0.1 + 0.0) / 5)
+
+
+def test_a_dead_heat_for_first_counts_both_winners_and_pays_each_at_its_odds():
+    """Two boats share 1st: both are positives of the log loss, each is a winner of the
+    winners' log loss, and a bet on either is paid at its own odds (full stake)."""
+    rows = _rows(
+        p=[0.5, 0.3, 0.2],
+        won=[True, True, False],
+        odds=[1.8, 3.0, 5.0],
+        race_ids=[1, 1, 1],
+    )
+    figures = live.metrics(rows, threshold=-0.2)
+    expected = -(np.log(0.5) + np.log(0.3) + np.log(0.8)) / 3
+    assert figures["log_loss"] == pytest.approx(expected)
+    assert figures["winner_log_loss"] == pytest.approx(-(np.log(0.5) + np.log(0.3)) / 2)
+    assert figures["top_pick_hit_rate"] == 1.0 and figures["top_pick_return"] == pytest.approx(0.8)
+    # value bets: lane 1 (0.5 x 1.8 - 1 = -0.1), lane 2 (-0.1), lane 3 (0.0): all three
+    assert figures["value_bets"] == 3
+    assert figures["value_return"] == pytest.approx((1.8 + 3.0) / 3 - 1)

@@ -18,7 +18,6 @@ RULE_NAMES = {
     quality.ODDS_RULE: "odds",
     quality.UNIQUE_LANE_RULE: "unique_lane",
     quality.UNIQUE_RACER_RULE: "unique_racer",
-    quality.UNIQUE_FINISH_RULE: "unique_finish",
 }
 
 
@@ -73,3 +72,22 @@ def test_a_range_names_every_invalid_day(history_data):
     assert len(raised.value.invalid_days) == len(
         {str(race_id)[:8] for race_id in history_data.invalid_race_ids}
     )
+
+
+def test_a_dead_heat_is_a_result_and_each_boat_of_one_for_first_wins(history_data):
+    """The generated data holds dead heats, as official results do: no rule breaks on them,
+    and the features count each boat sharing 1st as a winner."""
+    entries = history_data.entries.dropna(subset=["finish_position"])
+    shared = entries[entries.duplicated(["race_id", "finish_position"], keep=False)]
+    assert shared["race_id"].nunique() >= 10
+    found = quality.find_invalid_races(history_data.races, history_data.entries)
+    assert not set(shared["race_id"]) - set(history_data.invalid_race_ids) & set(found["race_id"])
+    first = shared[shared["finish_position"] == 1]
+    assert first["race_id"].nunique() >= 1
+    race_id = int(first["race_id"].iloc[0])
+    day = history_data.races.set_index("race_id").loc[race_id, "race_date"]
+    features = compute_race_features(
+        history_data.races, history_data.entries, [day.strftime("%Y-%m-%d")]
+    )
+    of_race = features[features["race_id"] == race_id]
+    assert of_race["is_win"].sum() == 2

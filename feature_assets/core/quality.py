@@ -1,4 +1,7 @@
-"""The contract's invalid-race rules, checked for many days at once."""
+"""The contract's invalid-race rules, checked for many days at once.
+
+Finish positions may repeat within a race: a dead heat (two boats sharing a place) is a real
+result, and each boat of a dead heat for 1st is a winner."""
 
 from __future__ import annotations
 
@@ -14,7 +17,6 @@ CLASS_RULE = "racer_class must be one of A1, A2, B1, B2"
 ODDS_RULE = "win_odds must be NULL or > 0"
 UNIQUE_LANE_RULE = "lanes must be unique within a race"
 UNIQUE_RACER_RULE = "racers must be unique within a race"
-UNIQUE_FINISH_RULE = "non-NULL finish positions must be unique within a race"
 
 RULES = (
     VENUE_RULE,
@@ -25,7 +27,6 @@ RULES = (
     ODDS_RULE,
     UNIQUE_LANE_RULE,
     UNIQUE_RACER_RULE,
-    UNIQUE_FINISH_RULE,
 )
 
 
@@ -68,7 +69,6 @@ def find_invalid_races(races: pd.DataFrame, entries: pd.DataFrame) -> pd.DataFra
         ODDS_RULE: entries["win_odds"].notna() & ~(entries["win_odds"] > 0),
         UNIQUE_LANE_RULE: _duplicated_within_race(entries, "lane"),
         UNIQUE_RACER_RULE: _duplicated_within_race(entries, "racer_id"),
-        UNIQUE_FINISH_RULE: _duplicated_within_race(entries, "finish_position"),
     }
     found = [
         pd.DataFrame({"race_id": races.loc[failed, "race_id"], "rule": rule})

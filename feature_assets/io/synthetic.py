@@ -2,8 +2,8 @@
 
 Deterministic for a seed. About `races_per_day` races a day spread over a few venues, up to
 six entries a race (lanes left empty now and then), racers who run two races a day, NULLs in
-every nullable column, ties in exhibition times, and optionally invalid races, each breaking
-one contract rule in turn.
+every nullable column, ties in exhibition times, dead heats (two boats sharing a place), and
+optionally invalid races, each breaking one contract rule in turn.
 """
 
 from __future__ import annotations
@@ -98,10 +98,33 @@ def generate(
     skill = rng.normal(0.0, 1.0, RACERS)
     racer_class = CLASSES[np.digitize(skill, [0.9, 0.3, -0.8])]
     entries = _entries(rng, races, skill, racer_class)
+    entries = _dead_heats(np.random.default_rng([seed, 1]), entries)
     races, entries, broken = _break_races(rng, races, entries, invalid_races)
     return SyntheticData(
         typed_frame(races, RACES_COLUMNS), typed_frame(entries, RACE_ENTRIES_COLUMNS), broken
     )
+
+
+DEAD_HEAT_SHARE = 0.005  # of races (real boat racing: 130 in 168,564); tests need a few
+
+
+def _dead_heats(rng: np.random.Generator, entries: pd.DataFrame) -> pd.DataFrame:
+    """Dead heats: in about DEAD_HEAT_SHARE of the races two boats share a place (1st, or
+    another), the next place is skipped, as official results have them (1, 1, 3, ...).
+    Their own generator, so the rest of a seed's data stays as it was."""
+    finishers = entries.dropna(subset=["finish_position"])
+    races = finishers["race_id"].unique()
+    chosen = races[rng.random(len(races)) < DEAD_HEAT_SHARE]
+    entries = entries.copy()
+    for race_id in chosen:
+        of_race = finishers[finishers["race_id"] == race_id].sort_values("finish_position")
+        places = of_race["finish_position"].to_numpy()
+        # a place k whose runner-up k+1 also finished: the two share k
+        shared = [i for i in range(len(places) - 1) if places[i + 1] == places[i] + 1]
+        if shared:
+            i = shared[0] if rng.random() < 0.5 else int(rng.choice(shared))
+            entries.loc[of_race.index[i + 1], "finish_position"] = places[i]
+    return entries
 
 
 def _races(rng: np.random.Generator, first_day: dt.date, days: int, per_day: int) -> pd.DataFrame:
@@ -226,8 +249,7 @@ def _break_rule(races: pd.DataFrame, entries: pd.DataFrame, race_id: int, rule: 
     elif rule == UNIQUE_RACER_RULE:
         entries.loc[first, "racer_id"] = entries.loc[second, "racer_id"]
     else:
-        entries.loc[first, "finish_position"] = 1
-        entries.loc[second, "finish_position"] = 1
+        raise ValueError(f"no way to break {rule!r}")
 
 
 def load(url: str, data: SyntheticData) -> None:
