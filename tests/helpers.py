@@ -55,6 +55,10 @@ def partition_status(instance, asset: str, keys=None) -> dict:
 
 
 REPO = Path(__file__).resolve().parents[1]
+# Debian's Chromium (.ci/run installs it); as root it runs without its sandbox, and with no
+# background networking, which this machine's closed network refuses
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 def command_env(tmp_path: Path, **variables: str) -> dict[str, str]:

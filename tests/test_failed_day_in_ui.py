@@ -13,13 +13,11 @@ from feature_assets.io import synthetic
 from feature_assets.ops.status import days_by_state
 from tests.conftest import FIRST_DAY
 from tests.feature_sets.faulty import raises_on_day
-from tests.helpers import dagster_services, materialize_days
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, dagster_services, materialize_days
 
 pytestmark = pytest.mark.integration
 DAYS = [(FIRST_DAY + dt.timedelta(days=offset)).isoformat() for offset in range(6)]
 BAD_VENUE_DAYS = (DAYS[1], DAYS[3])  # one race each, another race_id, the same rule
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,8 @@ from feature_assets.io.storage import DailyParquetStorage
 from feature_assets.training import data, inline_chart, model, predict
 from tests.conftest import FIRST_DAY, fresh_mysql_database
 from tests.helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
     FakeSlack,
     command_env,
     dagster_services,
@@ -446,10 +448,6 @@ def test_a_day_without_races_is_predicted_and_measured_empty_without_an_alert(
     assert metadata["model_sha256"].value == "-" and FakeSlack.received == []
 
 
-# Debian's Chromium (.ci/run installs it); as root it runs without its sandbox, and with no
-# background networking, which this machine's closed network refuses
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 # an <img> as the browser decoded it, drawn on a canvas and read back: (its src, a PNG of it)
 REDRAWN = """image => image.decode().then(() => {
     const canvas = document.createElement("canvas");

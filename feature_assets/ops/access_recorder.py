@@ -86,14 +86,18 @@ class AccessRecorder:
 
     @contextlib.contextmanager
     def locating(self) -> Iterator[None]:
-        """While active, `recording()` names the line of each native read: the unlocated
-        reads are forgotten, and running the call again records them with their lines."""
-        self.accesses = [a for a in self.accesses if not a.where.startswith(UNLOCATED)]
+        """While active, `recording()` names the line of each native read: running the call
+        again records the unlocated reads with their lines. A read the second run does not
+        make again (a set that reads only sometimes) stays reported, without its line."""
+        unlocated = [a for a in self.accesses if a.where.startswith(UNLOCATED)]
+        self.accesses = [a for a in self.accesses if a not in unlocated]
         self._locating = True
         try:
             yield
         finally:
             self._locating = False
+            located = {a.target for a in self.accesses}
+            self.accesses += [a for a in unlocated if a.target not in located]
 
     @contextlib.contextmanager
     def recording(self) -> Iterator[None]:
