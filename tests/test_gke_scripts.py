@@ -32,6 +32,8 @@ case "$*" in
   "services vpc-peerings list"*)
     [[ "$GCLOUD_EXISTING" == yes ]] && echo servicenetworking.googleapis.com; true ;;
   *maintenancePolicy*) [[ "$GCLOUD_EXISTING" == yes ]] && echo "$GCLOUD_EXCLUSIONS"; true ;;
+  "sql instances describe"*"--format json"*)
+    [[ "$GCLOUD_EXISTING" == yes ]] && echo "$GCLOUD_SQL_INSTANCE" ;;
   *describe*) [[ "$GCLOUD_EXISTING" == yes ]] ;;
   *) echo "a dry run must not call: gcloud $*" >&2; exit 99 ;;
 esac
@@ -56,8 +58,19 @@ def _project_quota(tmp_path: Path, cpus: int) -> Path:
     return path
 
 
+SQL_FLAGS = [{"name": "max_connections", "value": "200"}]
+
+
 def _script(
-    tmp_path, name, *args, cpus=240, existing=False, logged_in=True, exclusions="", all_cpus=500
+    tmp_path,
+    name,
+    *args,
+    cpus=240,
+    existing=False,
+    logged_in=True,
+    exclusions="",
+    all_cpus=500,
+    sql_flags=SQL_FLAGS,
 ):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -74,6 +87,8 @@ def _script(
         "GCLOUD_EXISTING": "yes" if existing else "no",
         "GCLOUD_EXCLUSIONS": exclusions,  # what describe says of the cluster's exclusions
         "GCLOUD_PROJECT_JSON": str(_project_quota(tmp_path, all_cpus)),
+        # what `gcloud sql instances describe --format json` says of an existing instance
+        "GCLOUD_SQL_INSTANCE": json.dumps({"settings": {"databaseFlags": sql_flags}}),
         "FEATURE_ASSETS_SOURCE_URL": "mysql://reader:Top-Secret-1@10.0.0.5/races",
         "DAGSTER_PG_PASSWORD": "Top-Secret-2",
         "FEATURE_ASSETS_OPTUNA_URL": "postgresql://dagster:Top-Secret-3@10.0.0.6/optuna",
@@ -165,6 +180,30 @@ def test_an_exclusion_ending_within_30_days_is_renewed(tmp_path):
     assert "--add-maintenance-exclusion-scope no_minor_or_node_upgrades" in result.stdout
 
 
+@pytest.mark.parametrize(
+    "flags",
+    [[], [{"name": "max_connections", "value": "100"}, {"name": "log_min_duration_statement",
+                                                        "value": "500"}]],
+)  # fmt: skip
+def test_a_rerun_sets_max_connections_on_an_existing_instance_keeping_its_other_flags(
+    tmp_path, flags
+):
+    result, _ = _script(tmp_path, "create-cluster.sh", "--dry-run", existing=True, sql_flags=flags)
+    assert result.returncode == 0, result.stderr
+    [patch] = [line for line in result.stdout.splitlines() if "sql instances patch" in line]
+    merged = {**{flag["name"]: flag["value"] for flag in flags}, "max_connections": "200"}
+    expected = ",".join(f"{name}={value}" for name, value in sorted(merged.items()))
+    words = shlex.split(patch)  # the dry run prints it shell-quoted, as it would run
+    assert words[words.index("--database-flags") + 1] == expected
+    assert "(the instance restarts)" in result.stdout
+
+
+def test_a_rerun_leaves_an_instance_with_the_right_max_connections_alone(tmp_path):
+    result, _ = _script(tmp_path, "create-cluster.sh", "--dry-run", existing=True)
+    assert result.returncode == 0, result.stderr
+    assert "sql instances patch" not in result.stdout
+
+
 def test_the_project_wide_cpu_quota_is_checked_too(tmp_path):
     result, _ = _script(tmp_path, "create-cluster.sh", "--dry-run", cpus=240, all_cpus=12)
     assert result.returncode == 1
@@ -201,6 +240,7 @@ def _command_lines(tmp_path) -> set[tuple[str, ...]]:
     runs = [
         ("create-cluster.sh", {"existing": False}),
         ("create-cluster.sh", {"existing": True}),
+        ("create-cluster.sh", {"existing": True, "sql_flags": []}),  # the flag patched
         ("delete-cluster.sh", {"existing": True}),
     ]
     for number, (name, options) in enumerate(runs):
@@ -227,6 +267,7 @@ def test_every_gcloud_command_line_parses_with_the_real_gcloud(tmp_path):
            "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}  # fmt: skip
     lines = _command_lines(tmp_path)
     assert any(line[:3] == ("container", "clusters", "update") for line in lines)
+    assert any(line[:3] == ("sql", "instances", "patch") for line in lines)
     rejected = {}
     for line in sorted(lines):
         done = subprocess.run([gcloud, *line], env=env, capture_output=True, text=True, timeout=120)

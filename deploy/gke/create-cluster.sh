@@ -98,6 +98,7 @@ peered() {  # asked apart from the address: a run that failed between the two re
 peered ||
   run gcloud services vpc-peerings connect --service servicenetworking.googleapis.com \
     --ranges google-managed-services-default --network default --project "$PROJECT_ID"
+NEW_SQL=0
 exists gcloud sql instances describe "$SQL_INSTANCE" --project "$PROJECT_ID" || {
   run gcloud sql instances create "$SQL_INSTANCE" --database-version POSTGRES_15 \
     --tier db-custom-1-3840 --region "$REGION" --network default --no-assign-ip --project "$PROJECT_ID" \
@@ -105,7 +106,33 @@ exists gcloud sql instances describe "$SQL_INSTANCE" --project "$PROJECT_ID" || 
   run gcloud sql databases create dagster --instance "$SQL_INSTANCE" --project "$PROJECT_ID"
   run gcloud sql users create dagster --instance "$SQL_INSTANCE" --project "$PROJECT_ID" \
     --password "$(secret DAGSTER_PG_PASSWORD)"
+  NEW_SQL=1
 }
+# An instance made before (or changed by hand) gets max_connections too: the connection
+# budget of docs/gke.md counts on it. `patch --database-flags` replaces every flag, so the
+# instance's other flags are passed along unchanged. Changing the flag restarts the instance
+# (about a minute without the run storage): done only when the value differs, and said.
+sql_flags() {  # "<current max_connections or unset> <every flag, max_connections set>"
+  gcloud sql instances describe "$SQL_INSTANCE" --project "$PROJECT_ID" --format json |
+    python3 -c 'import json, sys
+flags = {f["name"]: f["value"] for f in json.load(sys.stdin).get("settings", {}).get("databaseFlags", [])}
+current = flags.get("max_connections", "unset")
+flags["max_connections"] = sys.argv[1]
+print(current, ",".join(f"{name}={value}" for name, value in sorted(flags.items())))' "$SQL_MAX_CONNECTIONS"
+}
+if (( ! NEW_SQL )); then
+  if (( DRY_RUN )) && ! have_gcloud; then
+    echo "# max_connections of ${SQL_INSTANCE} not checked (no logged-in gcloud)"
+  else
+    read -r current_connections all_flags < <(sql_flags) || {
+      echo "cannot read the flags of Cloud SQL ${SQL_INSTANCE} (gcloud above)" >&2; exit 1; }
+    if [[ "$current_connections" != "$SQL_MAX_CONNECTIONS" ]]; then
+      echo "# Cloud SQL ${SQL_INSTANCE}: max_connections ${current_connections} -> ${SQL_MAX_CONNECTIONS} (the instance restarts)"
+      run gcloud sql instances patch "$SQL_INSTANCE" --project "$PROJECT_ID" \
+        --database-flags "$all_flags" --quiet
+    fi
+  fi
+fi
 # the Optuna studies (feature-assets tune) live beside the instance, in a database of their own
 exists gcloud sql databases describe optuna --instance "$SQL_INSTANCE" --project "$PROJECT_ID" ||
   run gcloud sql databases create optuna --instance "$SQL_INSTANCE" --project "$PROJECT_ID"
