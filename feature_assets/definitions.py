@@ -9,11 +9,13 @@ import warnings
 from dagster import AssetSelection, BetaWarning, Definitions, define_asset_job, in_process_executor
 
 from feature_assets import settings
+from feature_assets.defs.resources import check_source_url
 from feature_assets.io import memory
+from feature_assets.ops.pods import check_set_pods
 
 # Every bad FEATURE_ASSETS_* value is named at load, before any module reads one or any run
 # starts (a bad storage URL would otherwise fail every day of a run after reading the source).
-settings.check_configuration()
+settings.check_configuration(check_source_url, check_set_pods)
 settings.enable_event_batches()  # this process's runs write their events in batches
 memory.use_the_system_allocator()  # Arrow's buffers from malloc, handed back after big steps
 

@@ -52,6 +52,7 @@ import dataclasses
 import datetime as dt
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -113,8 +114,10 @@ class ConfigurationError(ValueError):
     """One or more FEATURE_ASSETS_* variables hold a bad value; names each of them."""
 
 
-def check_configuration() -> None:
-    """Checks every setting at once; raises ConfigurationError listing each bad one."""
+def check_configuration(*more_checks: Callable[[], None]) -> None:
+    """Checks every setting at once, and `more_checks` (of what the settings choose, such as
+    the sets' pods against the run machine, which live where those things do); raises
+    ConfigurationError listing each bad one."""
     from dagster._utils.schedules import is_valid_cron_string
 
     problems = []
@@ -133,7 +136,7 @@ def check_configuration() -> None:
         trial_heartbeat_seconds,
         _check_optuna_url,
         _check_storage,
-        _check_set_pods,
+        *more_checks,
     )
     for check in checks:
         try:
@@ -150,13 +153,6 @@ def check_configuration() -> None:
             f"FEATURE_ASSETS_PREDICT_CRON: invalid cron schedule {predict_cron()!r}"
             " (five fields, e.g. '30 8 * * *')"
         )
-    if source_url_is_set():
-        from feature_assets.io.source import SourceLocation
-
-        try:
-            SourceLocation.from_url(os.environ["FEATURE_ASSETS_SOURCE_URL"])
-        except ValueError as err:  # the message never repeats the URL: it holds a password
-            problems.append(f"FEATURE_ASSETS_SOURCE_URL: {err}")
     if problems:
         raise ConfigurationError(
             "feature_assets configuration: "
@@ -220,21 +216,21 @@ _READ_LIMIT_VARIABLES = {
 }
 
 
-def source_reader() -> str:
-    from feature_assets.io.source import READERS
+SOURCE_READERS = ("arrow", "pymysql")  # the first is the default; see feature_assets.io.source
 
-    value = os.environ.get("FEATURE_ASSETS_SOURCE_READER", "").strip() or READERS[0]
-    if value not in READERS:
+
+def source_reader() -> str:
+    value = os.environ.get("FEATURE_ASSETS_SOURCE_READER", "").strip() or SOURCE_READERS[0]
+    if value not in SOURCE_READERS:
         raise ValueError(
-            f"FEATURE_ASSETS_SOURCE_READER must be one of {', '.join(READERS)}, got {value!r}"
+            f"FEATURE_ASSETS_SOURCE_READER must be one of {', '.join(SOURCE_READERS)},"
+            f" got {value!r}"
         )
     return value
 
 
-def read_limits():
-    """The bounds of a source read (`ReadLimits`), each default changed by its variable."""
-    from feature_assets.io.source import ReadLimits
-
+def read_limits() -> dict[str, int]:
+    """The bounds of a source read that variables change: {`ReadLimits` field: value}."""
     values = {}
     for field_name, variable in _READ_LIMIT_VARIABLES.items():
         value = os.environ.get(variable, "").strip()
@@ -243,7 +239,7 @@ def read_limits():
         if not value.isdigit() or int(value) < 1:
             raise ValueError(f"{variable} must be a positive whole number, got {value!r}")
         values[field_name] = int(value)
-    return ReadLimits(**values)
+    return values
 
 
 def daily_cron() -> str:
@@ -289,10 +285,29 @@ def feature_set_modules() -> list[str]:
     return [name.strip() for name in value.split(",") if name.strip()]
 
 
+def available_cpus(cgroup: str = "/sys/fs/cgroup") -> int:
+    """CPUs this process may use: its affinity, capped by its cgroup's CPU quota (a pod's
+    limit; cgroup v2 `cpu.max`, else v1 `cpu.cfs_quota_us`), at least 1."""
+    cpus = len(os.sched_getaffinity(0))
+    for quota_file, period_file in (
+        ("cpu.max", None),
+        ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us"),
+    ):
+        try:
+            fields = Path(cgroup, quota_file).read_text().split()
+            if period_file:
+                fields.append(Path(cgroup, period_file).read_text().strip())
+            quota, period = fields[0], fields[-1]
+        except (OSError, IndexError):
+            continue
+        if quota not in ("max", "-1"):
+            cpus = min(cpus, max(1, int(quota) // int(period)))
+        break
+    return cpus
+
+
 def workers() -> int:
     """Worker processes per run: FEATURE_ASSETS_WORKERS, else the CPUs this process may use."""
-    from feature_assets.core.engine import available_cpus
-
     value = os.environ.get("FEATURE_ASSETS_WORKERS", "").strip()
     if not value:
         return available_cpus()
@@ -399,35 +414,3 @@ def run_machine() -> str | None:
     """FEATURE_ASSETS_RUN_MACHINE: the machine type of the nodes run pods go to (the Spot
     pool, deploy/gke SPOT_MACHINE); unset, run pods are not checked against a node."""
     return os.environ.get("FEATURE_ASSETS_RUN_MACHINE", "").strip() or None
-
-
-def _check_set_pods() -> None:
-    """Every feature set's pod (its cpus= and memory=) fits a node of the run machine: a pod
-    that fits none is never scheduled, and its run would wait out its start timeout."""
-    machine = run_machine()
-    if machine is None:
-        return
-    from feature_assets.feature_sets import registered_sets
-    from feature_assets.ops.planning import MACHINES, largest_pod
-
-    if machine not in MACHINES:
-        raise ValueError(
-            f"FEATURE_ASSETS_RUN_MACHINE: {machine!r} is not one of {', '.join(sorted(MACHINES))}"
-        )
-    cpus, memory_gb = largest_pod(MACHINES[machine])
-    too_big = [
-        f"feature set {s.name} asks {s.cpus:g} CPU and {s.memory}"
-        for s in registered_sets()
-        if s.cpus > cpus or _gibibytes(s.memory) > memory_gb
-    ]
-    if too_big:
-        raise ValueError(
-            f"{'; '.join(too_big)}, but the largest run pod an {machine} node holds"
-            f" (FEATURE_ASSETS_RUN_MACHINE) is {cpus:g} CPU and {memory_gb:g}Gi: declare"
-            " less, or give the runs a larger machine (SPOT_MACHINE and FEATURE_ASSETS_RUN_MACHINE)"
-        )
-
-
-def _gibibytes(quantity: str) -> float:
-    number, unit = quantity[:-2], quantity[-2:]
-    return float(number) / (1024 if unit == "Mi" else 1)

@@ -20,11 +20,11 @@ from urllib.parse import parse_qs
 from dagster import AssetKey, DagsterInstance, instance_for_test, materialize
 
 from feature_assets.defs.features import feature_set_asset
-from feature_assets.defs.partitions import daily_partitions
 from feature_assets.defs.raw import raw_snapshot
 from feature_assets.defs.resources import DailyParquetIOManager, SourceDatabase
 from feature_assets.feature_sets.race_features import race_features as built_in_set
 from feature_assets.io.source import SourceLocation
+from feature_assets.partitions import daily_partitions
 from tests.conftest import FIRST_DAY, server_connection
 
 

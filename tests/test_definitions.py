@@ -105,3 +105,41 @@ def test_loading_the_code_location_warns_nothing(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr == ""
+
+
+def _package_imports() -> dict[str, set[str]]:
+    """module -> the package's modules it imports (at any depth of its code)."""
+    found = {}
+    for path in (REPO / "feature_assets").rglob("*.py"):
+        module = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("feature_"):
+                for alias in node.names:
+                    nested = f"{node.module}.{alias.name}"
+                    is_module = (REPO / (nested.replace(".", "/") + ".py")).exists()
+                    targets.add(nested if is_module else node.module)
+        found[module] = {t for t in targets if t.startswith("feature_assets")}
+    return found
+
+
+def test_settings_is_a_leaf_ops_stays_below_the_wiring_and_nothing_imports_in_a_circle():
+    imports = _package_imports()
+    assert imports["feature_assets.settings"] == set()
+    wiring = ("feature_assets.defs", "feature_assets.definitions", "feature_assets.cli")
+    upward = {
+        module: sorted(t for t in targets if t.startswith(wiring))
+        for module, targets in imports.items()
+        if module.startswith("feature_assets.ops")
+    }
+    assert {m: t for m, t in upward.items() if t} == {}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for target in imports.get(start, ()):
+            if target == goal or (target not in seen and not seen.add(target)
+                                  and reaches(target, goal, seen)):  # fmt: skip
+                return True
+        return False
+
+    circles = sorted(module for module in imports if reaches(module, module, set()))
+    assert circles == []

@@ -15,6 +15,7 @@ from dagster._core.events import RunFailureReason
 from dagster._core.execution.retries import auto_reexecution_should_retry_run
 from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
+from feature_assets import settings
 from feature_assets.core import engine
 from feature_assets.core.engine import compute_days, run_days
 from feature_assets.core.feature_set import FeatureSetDefinitionError, per_day
@@ -415,4 +416,4 @@ def test_workers_follow_the_cpus_a_pod_was_granted(tmp_path, files, expected):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     affinity = len(os.sched_getaffinity(0))
-    assert engine.available_cpus(str(tmp_path)) == min(affinity, expected or affinity)
+    assert settings.available_cpus(str(tmp_path)) == min(affinity, expected or affinity)

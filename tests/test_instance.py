@@ -22,10 +22,10 @@ from feature_assets.defs.event_log import (
     BatchedPostgresEventLogStorage,
     BatchedSqliteEventLogStorage,
 )
-from feature_assets.defs.partitions import daily_partitions
 from feature_assets.feature_sets.race_features import race_features
 from feature_assets.io import synthetic
 from feature_assets.ops.status import stale_days
+from feature_assets.partitions import daily_partitions
 from tests.conftest import FIRST_DAY, fresh_mysql_database
 from tests.helpers import CONTRACT_ASSETS, materialize_range
 

@@ -9,11 +9,11 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
 from feature_assets.defs.features import feature_set_asset
-from feature_assets.defs.partitions import daily_partitions
 from feature_assets.defs.raw import raw_snapshot
 from feature_assets.feature_sets.race_features import race_features as built_in_set
 from feature_assets.io import synthetic
 from feature_assets.io.storage import DailyParquetStorage
+from feature_assets.partitions import daily_partitions
 from tests import reference
 from tests.conftest import fresh_mysql_database
 from tests.helpers import CONTRACT_ASSETS, materialize_range, nth_day

@@ -170,19 +170,20 @@ def test_a_search_plan_waves_its_trials_over_the_pods_the_cluster_allows(tmp_pat
 def test_a_set_too_big_for_every_node_stops_the_load_naming_it(monkeypatch):
     from feature_assets import settings
     from feature_assets.feature_sets import registered_sets
+    from feature_assets.ops.pods import check_set_pods
 
     monkeypatch.setenv("FEATURE_ASSETS_FEATURE_SETS", "tests.feature_sets.heavy")
     monkeypatch.setenv("FEATURE_ASSETS_RUN_MACHINE", "e2-standard-4")
     registered_sets.cache_clear()
     try:
         with pytest.raises(settings.ConfigurationError) as refused:
-            settings.check_configuration()
+            settings.check_configuration(check_set_pods)
         assert (
             "feature set heavy asks 4 CPU and 6Gi, but the largest run pod an e2-standard-4"
             " node holds (FEATURE_ASSETS_RUN_MACHINE) is 3.61 CPU and 13.4Gi"
         ) in str(refused.value)
         monkeypatch.setenv("FEATURE_ASSETS_RUN_MACHINE", "e2-standard-8")
-        settings.check_configuration()  # an 8-vCPU node holds it
+        settings.check_configuration(check_set_pods)  # an 8-vCPU node holds it
     finally:
         monkeypatch.undo()
         registered_sets.cache_clear()

@@ -548,7 +548,7 @@ def test_the_latest_day_is_measured_once_both_its_prediction_and_results_are_sto
     from dagster import AssetKey, AssetMaterialization, evaluate_automation_conditions
 
     from feature_assets.definitions import defs
-    from feature_assets.defs.partitions import daily_partitions
+    from feature_assets.partitions import daily_partitions
 
     results = AssetKey("prediction_results")
     day = daily_partitions.get_last_partition_key()  # yesterday in Tokyo, the daily run's

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from feature_assets import settings
-from feature_assets.defs.partitions import daily_partitions, measured_days, prediction_days
+from feature_assets.partitions import daily_partitions, measured_days, prediction_days
 from tests.helpers import REPO, command_env
 
 TOKYO = dt.timezone(dt.timedelta(hours=9))

@@ -346,7 +346,7 @@ def test_runs_at_once_of_each_pod_size_are_what_the_spot_pool_holds(monkeypatch)
     """A set's runs are tagged with how many of its pods a node holds; the values limit each
     tag value to nodes x that, up to maxConcurrentRuns."""
     from feature_assets.core.feature_set import per_race
-    from feature_assets.defs.features import PODS_PER_NODE_TAG, k8s_run_tags
+    from feature_assets.ops.pods import PODS_PER_NODE_TAG, k8s_run_tags
 
     defaults = dict(re.findall(r'^(\w+)="\$\{\1:-([^}]*)\}"', COMMON_SH.read_text(), re.M))
     nodes = int(defaults["SPOT_MAX_NODES"])

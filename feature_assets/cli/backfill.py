@@ -46,6 +46,7 @@ def backfill(
 ) -> None:
     """Launch a Dagster asset backfill of exactly the chosen days (runs on the daemon;
     with --wait and no daemon, runs here)."""
+    from feature_assets.definitions import defs
     from feature_assets.ops.backfills import (
         chunks,
         days_to_backfill,
@@ -77,8 +78,9 @@ def backfill(
             sys.exit(_backfill_here(instance, days_by_asset, title, days_per_run))
         warn_without_daemon(instance)
 
+        graph = defs.resolve_asset_graph()
         if days_per_run is None and not raw_runs_apart(days_by_asset):
-            backfill_ids = [launch_backfill(instance, days_by_asset, title)]
+            backfill_ids = [launch_backfill(instance, graph, days_by_asset, title)]
         else:
             # raw days in backfills of their own: their runs keep the default pod, and only
             # runs of a set that declares a bigger one carry its size
@@ -91,7 +93,7 @@ def backfill(
                 )
             per_run = days_per_run or max(map(len, days_by_asset.values()))
             backfill_ids = [
-                launch_backfill(instance, {a: chunk for a in RAW_ASSETS}, title)
+                launch_backfill(instance, graph, {a: chunk for a in RAW_ASSETS}, title)
                 for chunk in chunks(raw_days, per_run)
             ]
             feature_days = {n: d for n, d in days_by_asset.items() if n not in RAW_ASSETS}
@@ -100,7 +102,7 @@ def backfill(
                     click.echo("Snapshotting the raw days first: features read them.")
                     _follow(instance, backfill_ids)
                 backfill_ids += [
-                    launch_backfill(instance, {name: chunk}, title)
+                    launch_backfill(instance, graph, {name: chunk}, title)
                     for name, of_set in sorted(feature_days.items())
                     for chunk in chunks(of_set, per_run)
                 ]
@@ -115,9 +117,11 @@ def backfill(
 def _backfill_here(instance, days_by_asset, title: str, days_per_run: int | None) -> int:
     """Without a daemon, `--wait` runs the backfill's ranged runs in this process, raw days
     first; returns the exit code (1 when a run failed)."""
+    from feature_assets.definitions import defs
     from feature_assets.ops.backfills import run_here
 
-    failed = run_here(instance, days_by_asset, title, days_per_run, report=click.echo)
+    job = defs.resolve_implicit_global_asset_job_def()
+    failed = run_here(instance, job, days_by_asset, title, days_per_run, report=click.echo)
     if failed:
         click.echo(f"{failed} run(s) failed; `feature-assets status` says why.", err=True)
     return 1 if failed else 0

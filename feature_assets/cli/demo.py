@@ -48,9 +48,9 @@ def demo(races_per_day: int, seed: int, results_day: str | None) -> None:
     from dagster import DagsterInstance
 
     from feature_assets.definitions import defs, race_features_job
-    from feature_assets.defs.partitions import daily_partitions
     from feature_assets.io import synthetic
     from feature_assets.io.storage import DailyParquetStorage
+    from feature_assets.partitions import daily_partitions
 
     started = time.monotonic()
     first_day = dt.date.fromisoformat(settings.start_date())

@@ -16,7 +16,7 @@ def open_instance():
 
 def days_in(text: str) -> list[str]:
     """Days from `D1,D2,...`, where each item is a day or a range FIRST...LAST."""
-    from feature_assets.defs.partitions import daily_partitions
+    from feature_assets.partitions import daily_partitions
 
     keys = daily_partitions.get_partition_keys()
     index = {key: i for i, key in enumerate(keys)}

@@ -103,7 +103,7 @@ def plan(
         _plan_search(trials, seconds_per_trial, study, parallel, cluster_options)
         return
     if days is None and set_name:
-        from feature_assets.defs.partitions import daily_partitions
+        from feature_assets.partitions import daily_partitions
 
         days = len(daily_partitions.get_partition_keys())  # the set's every partition
     if days is None:
@@ -218,7 +218,7 @@ def _plan_feature_set(days, set_name, seconds_per_race, races_per_day, target_mi
         else:
             click.echo(f"no plan reaches {target_minutes:g} min: one day alone takes longer")
     if set_name:
-        from feature_assets.defs.features import k8s_run_tags
+        from feature_assets.ops.pods import k8s_run_tags
 
         [(tag, value)] = k8s_run_tags([feature_set(set_name)]).items()
         click.echo(

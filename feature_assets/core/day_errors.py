@@ -7,6 +7,10 @@ from __future__ import annotations
 import dataclasses
 import re
 
+# metadata of a run's failure, which `status` reads back: {day: ["race_id R: rule; rule", ...]}
+# for invalid races, and {day: "first line of the day's error"} for every failed day
+INVALID_RACES_BY_DAY = "invalid_races_by_day"
+ERRORS_BY_DAY = "errors_by_day"
 RACE_IDS_NAMED = 5  # race ids an example names before "and N more"
 _INVALID_LINE = re.compile(r"^\s*race_id (\d+): (.+)$")
 

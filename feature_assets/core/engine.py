@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
-import os
 import signal
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
 from multiprocessing.connection import wait
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -273,27 +271,6 @@ def _typed_column(name: str, values: pd.Series, dtype):
         return values.astype(dtype).array
     except (TypeError, ValueError) as err:
         raise _Rejected(f"column {name}: not {dtype}: {err}") from None
-
-
-def available_cpus(cgroup: str = "/sys/fs/cgroup") -> int:
-    """CPUs this process may use: its affinity, capped by its cgroup's CPU quota (a pod's
-    limit; cgroup v2 `cpu.max`, else v1 `cpu.cfs_quota_us`), at least 1."""
-    cpus = len(os.sched_getaffinity(0))
-    for quota_file, period_file in (
-        ("cpu.max", None),
-        ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us"),
-    ):
-        try:
-            fields = Path(cgroup, quota_file).read_text().split()
-            if period_file:
-                fields.append(Path(cgroup, period_file).read_text().strip())
-            quota, period = fields[0], fields[-1]
-        except (OSError, IndexError):
-            continue
-        if quota not in ("max", "-1"):
-            cpus = min(cpus, max(1, int(quota) // int(period)))
-        break
-    return cpus
 
 
 def run_days(

@@ -46,10 +46,10 @@ from dagster._core.storage.tags import (
 
 from feature_assets import feature_sets, settings
 from feature_assets.core.dates import compact_days, day_ranges
-from feature_assets.defs.features import k8s_run_tags
-from feature_assets.defs.partitions import daily_partitions
 from feature_assets.defs.raw import CHANGED, NEW, RAW_RACE_ENTRIES, RAW_RACES
+from feature_assets.ops.pods import k8s_run_tags
 from feature_assets.ops.status import run_days
+from feature_assets.partitions import daily_partitions
 
 JOB_NAME = "race_features_job"
 TIMEZONE = "Asia/Tokyo"

@@ -19,7 +19,7 @@ from dagster import (
 
 from feature_assets.core.dates import compact_days, day_labels
 from feature_assets.core.quality import find_invalid_races
-from feature_assets.defs.partitions import daily_partitions
+from feature_assets.partitions import daily_partitions
 
 # Partitioned checks are a Dagster preview feature: we rely on it knowingly.
 warnings.filterwarnings(

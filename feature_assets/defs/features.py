@@ -11,7 +11,6 @@ with its cause; the other days of the run are written and recorded, so partition
 ends with exactly the bad days failed.
 """
 
-import json
 import time
 from collections.abc import Sequence
 
@@ -37,69 +36,21 @@ from dagster._core.storage.tags import RETRY_ON_ASSET_OR_OP_FAILURE_TAG
 
 from feature_assets import settings
 from feature_assets.core.dates import compact_days
-from feature_assets.core.day_errors import day_cause
+from feature_assets.core.day_errors import ERRORS_BY_DAY, INVALID_RACES_BY_DAY, day_cause
 from feature_assets.core.engine import INVALID_RACES, WORKER_DIED, Outcome, run_days
 from feature_assets.core.feature_set import FeatureSet, empty_output
 from feature_assets.core.summaries import feature_facts_by_day, feature_summary
 from feature_assets.defs.checks import check_result, feature_rows_by_day, log_day_evaluations
 from feature_assets.defs.day_metadata import add_metadata_by_day
-from feature_assets.defs.partitions import backfill_policy, daily_partitions, require_days
 from feature_assets.io.memory import release_unused_memory
 from feature_assets.io.storage import ReadInputs, StoredDays
+from feature_assets.partitions import backfill_policy, daily_partitions, require_days
 
-# metadata of a failure: {day: ["race_id R: rule; rule", ...]} for invalid races, and
-# {day: "first line of the day's error"} for every failed day
-INVALID_RACES_BY_DAY = "invalid_races_by_day"
-ERRORS_BY_DAY = "errors_by_day"
-K8S_CONFIG_TAG = "dagster-k8s/config"
-PODS_PER_NODE_TAG = "feature_assets/pods_per_node"  # how many of the run's pods a node holds
 DAYS_DESCRIBED = 50  # failed days a failure's description tells one by one
 SUPERSEDED = "raw history replaced meanwhile"  # a failure kind beside the engine's
 # failures that may not happen again (a preempted node, memory, a concurrent correction);
 # invalid data and a set's own exceptions fail the same way every time
 TRANSIENT = (WORKER_DIED, SUPERSEDED)
-
-
-def _mebibytes(quantity: str) -> int:
-    return int(quantity[:-2]) * (1024 if quantity.endswith("Gi") else 1)
-
-
-def k8s_run_config(feature_sets: Sequence[FeatureSet]) -> dict:
-    """What a run of these sets asks of its pod: the most CPUs and memory any of them
-    declares. The CPU limit equals the request, so the cgroup-aware worker count equals
-    the CPUs granted; FEATURE_ASSETS_WORKERS says so as well."""
-    cpus = max(s.cpus for s in feature_sets)
-    memory = max((s.memory for s in feature_sets), key=_mebibytes)
-    cpu = f"{cpus:g}"
-    return {
-        "container_config": {
-            "resources": {
-                "requests": {"cpu": cpu, "memory": memory},
-                "limits": {"cpu": cpu, "memory": memory},
-            },
-            "env": [{"name": "FEATURE_ASSETS_WORKERS", "value": str(max(1, int(cpus)))}],
-        }
-    }
-
-
-def k8s_run_tags(feature_sets: Sequence[FeatureSet]) -> dict[str, str]:
-    """The run tags that give a run's pod the sets' resources; none for no set. With a run
-    machine (FEATURE_ASSETS_RUN_MACHINE), also how many such pods one node holds: the run
-    queue limits runs of each pod size by that tag (`tagConcurrencyLimits` in the Helm
-    values: nodes x pods per node)."""
-    if not feature_sets:
-        return {}
-    config = k8s_run_config(feature_sets)
-    tags = {K8S_CONFIG_TAG: json.dumps(config)}
-    machine = settings.run_machine()
-    if machine:
-        from feature_assets.ops.planning import MACHINES, pods_per_node
-
-        requests = config["container_config"]["resources"]["requests"]
-        gibibytes = _mebibytes(requests["memory"]) / 1024
-        per_node = pods_per_node(MACHINES[machine], float(requests["cpu"]), gibibytes)
-        tags[PODS_PER_NODE_TAG] = str(per_node)
-    return tags
 
 
 def check_spec(feature_set: FeatureSet) -> AssetCheckSpec:

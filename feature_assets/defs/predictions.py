@@ -41,13 +41,13 @@ from dagster import (
 
 from feature_assets import settings
 from feature_assets.core.feature_set import PREDICTION_STAGES
-from feature_assets.defs.partitions import daily_partitions, measured_days, prediction_days
 from feature_assets.defs.resources import SlackAlerts, SourceDatabase, TrainingStorage
 from feature_assets.defs.training import win_model
 from feature_assets.feature_sets import registered_sets
 from feature_assets.io import cards
 from feature_assets.io.source import SourceUnavailableError
 from feature_assets.io.storage import DamagedDayError, MissingDaysError
+from feature_assets.partitions import daily_partitions, measured_days, prediction_days
 from feature_assets.training import predict
 
 TIMEZONE = "Asia/Tokyo"

@@ -28,15 +28,15 @@ from feature_assets.core.dates import compact_days, day_labels
 from feature_assets.core.summaries import content_hash_by_day
 from feature_assets.defs.checks import NO_INVALID_RACES, check_result, invalid_races_by_day
 from feature_assets.defs.day_metadata import add_metadata_by_day
-from feature_assets.defs.partitions import (
+from feature_assets.defs.resources import SourceDatabase, stored_schema
+from feature_assets.io.source import Snapshot
+from feature_assets.io.storage import StoredDays
+from feature_assets.partitions import (
     backfill_policy,
     daily_partitions,
     prediction_days,
     require_days,
 )
-from feature_assets.defs.resources import SourceDatabase, stored_schema
-from feature_assets.io.source import Snapshot
-from feature_assets.io.storage import StoredDays
 
 # Runs that read the source share this concurrency pool, so its limit caps the number of
 # connections any backfill opens.

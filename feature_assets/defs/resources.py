@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -218,7 +219,7 @@ def build_resources() -> dict[str, object]:
     slack = settings.slack()
     return {
         "source": SourceDatabase.bounded(
-            source_url, settings.source_reader(), settings.read_limits()
+            source_url, settings.source_reader(), ReadLimits(**settings.read_limits())
         ),
         "io_manager": DailyParquetIOManager(base_url=settings.storage_url()),
         "training": TrainingStorage(
@@ -237,3 +238,14 @@ def build_resources() -> dict[str, object]:
             api_url=slack.api_url,
         ),
     }
+
+
+def check_source_url() -> None:
+    """FEATURE_ASSETS_SOURCE_URL parses (a check of `settings.check_configuration`); its
+    server is reached when a run reads it. The message never repeats the URL: it holds a
+    password."""
+    if settings.source_url_is_set():
+        try:
+            SourceLocation.from_url(os.environ["FEATURE_ASSETS_SOURCE_URL"])
+        except ValueError as err:
+            raise ValueError(f"FEATURE_ASSETS_SOURCE_URL: {err}") from None

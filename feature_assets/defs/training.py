@@ -43,11 +43,11 @@ from dagster import (
 )
 
 from feature_assets.core.dates import compact_days
-from feature_assets.core.engine import available_cpus
 from feature_assets.core.feature_set import PREDICTION_STAGES
 from feature_assets.defs.resources import TrainingStorage
 from feature_assets.feature_sets import registered_sets
 from feature_assets.ops.status import stale_days
+from feature_assets.settings import available_cpus
 from feature_assets.training import data
 from feature_assets.training.predict import MODEL_INFO_PATH, model_sha256, store_model
 

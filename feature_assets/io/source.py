@@ -44,9 +44,10 @@ from feature_assets.core.schema import (
     SOURCE_RACES_COLUMNS,
     typed_frame,
 )
+from feature_assets.settings import SOURCE_READERS
 
 FETCH_ROWS = 20_000
-READERS = ("arrow", "pymysql")
+READERS = SOURCE_READERS  # FEATURE_ASSETS_SOURCE_READER chooses
 log = logging.getLogger(__name__)
 
 # DECIMAL arrives as float (the contract's float64), DATE as its ISO text: both far cheaper

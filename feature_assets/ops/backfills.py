@@ -25,10 +25,10 @@ from dagster._core.utils import make_new_backfill_id
 from feature_assets import settings
 from feature_assets.core.dates import day_ranges
 from feature_assets.core.feature_set import FeatureSet
-from feature_assets.defs.features import k8s_run_tags
-from feature_assets.defs.partitions import daily_partitions
 from feature_assets.feature_sets import registered_sets
+from feature_assets.ops.pods import k8s_run_tags
 from feature_assets.ops.status import RAW_ASSETS
+from feature_assets.partitions import daily_partitions
 
 RUNNING = (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING)
 
@@ -82,11 +82,13 @@ def with_raw_days_needed(
 
 
 def launch_backfill(
-    instance: DagsterInstance, days_by_asset: Mapping[str, Sequence[str]], title: str
+    instance: DagsterInstance,
+    asset_graph,
+    days_by_asset: Mapping[str, Sequence[str]],
+    title: str,
 ) -> str:
-    """Stores a backfill of exactly `days_by_asset` for the daemon; returns its id."""
-    from feature_assets.definitions import defs
-
+    """Stores a backfill of exactly `days_by_asset` for the daemon; returns its id.
+    `asset_graph`: the code location's (`defs.resolve_asset_graph()`)."""
     days_by_asset = with_raw_assets_together(days_by_asset)
     longest = max(len(days) for days in days_by_asset.values())
     tags = {
@@ -112,7 +114,7 @@ def launch_backfill(
     ]
     backfill = PartitionBackfill.from_partitions_by_assets(
         backfill_id=make_new_backfill_id(),
-        asset_graph=defs.resolve_asset_graph(),
+        asset_graph=asset_graph,
         backfill_timestamp=time.time(),
         tags=tags,
         dynamic_partitions_store=instance,
@@ -193,12 +195,10 @@ def runs_in_order(
     return runs
 
 
-def run_in_process(instance: DagsterInstance, run: PlannedRun, title: str):
-    """Materialises `run` here, as `dagster asset materialize --partition-range` does: the
-    instance records the run and its days like any other. Returns Dagster's result."""
-    from feature_assets.definitions import defs
-
-    job = defs.resolve_implicit_global_asset_job_def()
+def run_in_process(instance: DagsterInstance, job, run: PlannedRun, title: str):
+    """Materialises `run` here with `job` (the code location's implicit asset job), as
+    `dagster asset materialize --partition-range` does: the instance records the run and its
+    days like any other. Returns Dagster's result."""
     return job.execute_in_process(
         instance=instance,
         asset_selection=[AssetKey(asset) for asset in run.assets],
@@ -252,6 +252,7 @@ def days_to_backfill(
 
 def run_here(
     instance: DagsterInstance,
+    job,
     days_by_asset: Mapping[str, Sequence[str]],
     title: str,
     days_per_run: int | None,
@@ -266,7 +267,7 @@ def run_here(
     )
     failed = 0
     for run in runs:
-        result = run_in_process(instance, run, title)
+        result = run_in_process(instance, job, run, title)
         state = "done" if result.success else "FAILED"
         report(f"  {', '.join(run.assets)} {run.first}...{run.last}: {state} (run {result.run_id})")
         failed += not result.success

@@ -33,7 +33,7 @@ import pandas as pd
 
 from feature_assets.core.engine import run_days
 from feature_assets.core.feature_set import FeatureSet
-from feature_assets.core.schema import unknown_at
+from feature_assets.core.schema import arrow_schema, unknown_at
 from feature_assets.ops.access_recorder import Access, AccessRecorder
 
 TOLERANCE = 1e-9  # the contract's: abs(a - b) <= 1e-9 * max(1, abs(b))
@@ -246,17 +246,18 @@ def check_stored_days(
     on_day: Callable[[str, list[Finding], float], None] = lambda day, found, seconds: None,
 ) -> list[Finding]:
     """`check_leakage` of `days` as stored at `storage_url`, from the source at `source_url`."""
-    from feature_assets.defs.resources import SourceDatabase, stored_schema
+    from feature_assets.io.source import SourceLocation, read_snapshot
     from feature_assets.io.storage import DailyParquetStorage
 
     storage = DailyParquetStorage(storage_url)
-    stored = storage.read_days(feature_set.name, days, stored_schema(feature_set.name))
-    source = SourceDatabase(url=source_url)
+    schema = arrow_schema(feature_set.output_columns)
+    stored = storage.read_days(feature_set.name, days, schema)
+    location = SourceLocation.from_url(source_url)
     first = dt.date.fromisoformat(days[0]) - dt.timedelta(days=feature_set.history_days)
-    snapshot = source.read_snapshot(first, dt.date.fromisoformat(days[-1]))
+    snapshot = read_snapshot(location, first, dt.date.fromisoformat(days[-1]))
     watched = [storage.root] if storage.is_local else []
-    if source.location.kind == "sqlite":
-        watched.append(source.location.database)
+    if location.kind == "sqlite":
+        watched.append(location.database)
     return check_leakage(
         feature_set, days, stored, snapshot.races, snapshot.entries, watched, on_day
     )

@@ -26,11 +26,10 @@ from dagster._core.storage.tags import (
 )
 
 from feature_assets.core.dates import compact_days
-from feature_assets.core.day_errors import day_cause
+from feature_assets.core.day_errors import ERRORS_BY_DAY, INVALID_RACES_BY_DAY, day_cause
 from feature_assets.core.feature_set import FeatureSet
-from feature_assets.defs.features import ERRORS_BY_DAY, INVALID_RACES_BY_DAY
-from feature_assets.defs.partitions import daily_partitions, measured_days, prediction_days
 from feature_assets.feature_sets import registered_sets
+from feature_assets.partitions import daily_partitions, measured_days, prediction_days
 
 RAW_ASSETS = ("raw_races", "raw_race_entries")  # one snapshot: always together
 # race-day assets: from the day predicting started (FEATURE_ASSETS_PREDICT_START_DATE), and
