@@ -367,3 +367,42 @@ def test_runs_at_once_of_each_pod_size_are_what_the_spot_pool_holds(monkeypatch)
     assert k8s_run_tags([sized(3, "6Gi")])[PODS_PER_NODE_TAG] == "1"
     assert k8s_run_tags([sized(1.5, "4Gi")])[PODS_PER_NODE_TAG] == "2"
     assert k8s_run_tags([sized(1, "2Gi")])[PODS_PER_NODE_TAG] == str(per_node_default)
+
+
+def test_the_pod_size_table_of_the_docs_is_what_the_code_and_values_give():
+    from feature_assets.core.machines import MACHINES, pods_per_node
+
+    defaults = dict(re.findall(r'^(\w+)="\$\{\1:-([^}]*)\}"', COMMON_SH.read_text(), re.M))
+    machine, nodes = MACHINES[defaults["SPOT_MACHINE"]], int(defaults["SPOT_MAX_NODES"])
+    runs = VALUES["concurrency"]["runs"]
+    limits = {int(item["value"]): item["limit"] for item in runs["tagConcurrencyLimits"]}
+    # the most pods a node holds (the default pod's) have no tag limit: maxConcurrentRuns
+    limits[runs["maxConcurrentRuns"] // nodes] = runs["maxConcurrentRuns"]
+    text = (REPO / "docs" / "gke.md").read_text()
+    rows = re.findall(r"^   \| ([\d.]+) CPU, (\d+)Gi[^|]*\| (\d+) \| ([^|]+) \|$", text, re.M)
+    assert len(rows) == 5, rows
+    for cpus, memory, per_node, at_once in rows:
+        assert int(per_node) == pods_per_node(machine, float(cpus), float(memory)), cpus
+        expected = str(limits[int(per_node)]) if int(per_node) else "none"
+        assert at_once.split(":")[0].strip() == expected, (cpus, at_once)
+
+
+def test_the_values_header_installs_as_the_docs_say():
+    """One way to set the release's values: the file edited, the image by --set."""
+    header = "".join(
+        line[1:] for line in (REPO / "deploy" / "helm" / "values.yaml").read_text().splitlines(True)
+        if line.startswith("#")
+    )  # fmt: skip
+    docs = (REPO / "docs" / "gke.md").read_text()
+
+    def sets(text):
+        return set(re.findall(r'--set "?([\w.\[\]-]+)=', text))
+
+    assert (
+        sets(header)
+        == sets(docs)
+        == {
+            "dagster-user-deployments.deployments[0].image.repository",
+            "dagster-user-deployments.deployments[0].image.tag",
+        }
+    )
