@@ -15,16 +15,12 @@ K8S_CONFIG_TAG = "dagster-k8s/config"
 PODS_PER_NODE_TAG = "feature_assets/pods_per_node"  # how many of the run's pods a node holds
 
 
-def _mebibytes(quantity: str) -> int:
-    return int(quantity[:-2]) * (1024 if quantity.endswith("Gi") else 1)
-
-
 def k8s_run_config(feature_sets: Sequence[FeatureSet]) -> dict:
     """What a run of these sets asks of its pod: the most CPUs and memory any of them
     declares. The CPU limit equals the request, so the cgroup-aware worker count equals
     the CPUs granted; FEATURE_ASSETS_WORKERS says so as well."""
     cpus = max(s.cpus for s in feature_sets)
-    memory = max((s.memory for s in feature_sets), key=_mebibytes)
+    memory = max((s.memory for s in feature_sets), key=_gibibytes)
     cpu = f"{cpus:g}"
     return {
         "container_config": {
@@ -49,7 +45,7 @@ def k8s_run_tags(feature_sets: Sequence[FeatureSet]) -> dict[str, str]:
     machine = settings.run_machine()
     if machine:
         requests = config["container_config"]["resources"]["requests"]
-        gibibytes = _mebibytes(requests["memory"]) / 1024
+        gibibytes = _gibibytes(requests["memory"])
         per_node = pods_per_node(MACHINES[machine], float(requests["cpu"]), gibibytes)
         tags[PODS_PER_NODE_TAG] = str(per_node)
     return tags
@@ -83,5 +79,6 @@ def check_set_pods() -> None:
 
 
 def _gibibytes(quantity: str) -> float:
+    """'512Mi' -> 0.5, '4Gi' -> 4.0 (the units a set's memory= takes)."""
     number, unit = quantity[:-2], quantity[-2:]
     return float(number) / (1024 if unit == "Mi" else 1)
